@@ -1,0 +1,159 @@
+"""The losses of Gatys, Ecker & Bethge (CVPR 2016), as pure functions of arrays.
+
+Notation follows the paper (§2): a layer ``l`` with ``N_l`` filters has feature
+maps of size ``M_l = H * W``; ``F^l`` (``N_l x M_l``) are the generated image's
+activations, ``P^l`` the content image's, ``G^l`` / ``A^l`` the Gram matrices of
+the generated and the style image.
+
+Feature maps here are channels-last ``(H, W, N_l)`` arrays, one image each; use
+``jax.vmap`` for batches. Every hyper-parameter (``alpha``, ``beta``, layer
+weights, ``tv_weight``) is an array argument, so a grid of them is one ``vmap``
+and compiles once.
+"""
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def gram_matrix(features: jax.Array) -> jax.Array:
+    """Gram matrix ``G_ij = sum_k F_ik F_jk`` (paper, eq. 3).
+
+    Args:
+      features: ``(H, W, N)`` activations of one layer.
+    Returns:
+      ``(N, N)`` matrix of inner products between the vectorised feature maps.
+    """
+    flat = features.reshape(-1, features.shape[-1])  # (M, N)
+    return flat.T @ flat
+
+
+def content_loss(features: jax.Array, content_features: jax.Array) -> jax.Array:
+    """Eq. 1: ``L_content = 1/2 sum_ij (F_ij - P_ij)^2`` for one layer.
+
+    Args:
+      features: ``(H, W, N)`` activations of the generated image, ``F^l``.
+      content_features: the content image's activations ``P^l``, same shape.
+    Returns:
+      a scalar.
+    """
+    return 0.5 * jnp.sum(jnp.square(features - content_features))
+
+
+def style_layer_loss(features: jax.Array, style_gram: jax.Array) -> jax.Array:
+    """Eq. 4: ``E_l = 1 / (4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2``.
+
+    Args:
+      features: ``(H, W, N_l)`` activations of the generated image.
+      style_gram: ``(N_l, N_l)`` Gram matrix ``A^l`` of the style image.
+    Returns:
+      a scalar.
+    """
+    height, width, channels = features.shape
+    m = height * width
+    diff = gram_matrix(features) - style_gram
+    return jnp.sum(jnp.square(diff)) / (4.0 * channels**2 * m**2)
+
+
+def style_loss(features: Mapping[str, jax.Array], style_grams: Mapping[str, jax.Array],
+               layer_weights: jax.Array, style_layers: Sequence[str]) -> jax.Array:
+    """Eq. 5: ``L_style = sum_l w_l E_l``.
+
+    Args:
+      features: ``{layer: (H, W, N_l)}`` activations of the generated image.
+      style_grams: ``{layer: (N_l, N_l)}`` Gram matrices of the style image.
+      layer_weights: ``(len(style_layers),)`` the weights ``w_l``.
+      style_layers: layer names, in the order of ``layer_weights``.
+    Returns:
+      a scalar.
+    """
+    terms = jnp.stack([style_layer_loss(features[l], style_grams[l]) for l in style_layers])
+    return jnp.dot(jnp.asarray(layer_weights, terms.dtype), terms)
+
+
+def weighted_content_loss(features: Mapping[str, jax.Array],
+                          content_features: Mapping[str, jax.Array],
+                          layer_weights: jax.Array, content_layers: Sequence[str]) -> jax.Array:
+    """``sum_l c_l L_content(l)``: eq. 1 summed over content layers with weights ``c_l``.
+
+    The paper uses one content layer (``conv4_2``, weight 1). A weight per
+    candidate layer makes the choice of layer an array, so a sweep over content
+    layers is a ``vmap`` (a weight of 0 switches a layer off).
+    """
+    terms = jnp.stack([content_loss(features[l], content_features[l]) for l in content_layers])
+    return jnp.dot(jnp.asarray(layer_weights, terms.dtype), terms)
+
+
+def total_variation(image: jax.Array) -> jax.Array:
+    """Total-variation regulariser ``sum (x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2``.
+
+    Not in the paper; common in its successors to suppress high-frequency noise.
+
+    Args:
+      image: ``(H, W, C)`` pixels.
+    Returns:
+      a scalar.
+    """
+    dy = image[1:, :, :] - image[:-1, :, :]
+    dx = image[:, 1:, :] - image[:, :-1, :]
+    return jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))
+
+
+class LossWeights(NamedTuple):
+    """The hyper-parameters of eq. 7 (plus TV), as arrays so a grid is one ``vmap``.
+
+    Attributes:
+      alpha: scalar, content weight ``α``.
+      beta: scalar, style weight ``β``.
+      content_layer_weights: ``(len(content_layers),)``.
+      style_layer_weights: ``(len(style_layers),)``, the paper's ``w_l``.
+      tv_weight: scalar weight of :func:`total_variation` (0 in the paper).
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    content_layer_weights: jax.Array
+    style_layer_weights: jax.Array
+    tv_weight: jax.Array
+
+
+class Targets(NamedTuple):
+    """What the generated image is matched against; computed once, before optimising.
+
+    Attributes:
+      content: ``{layer: (H, W, N_l)}`` content activations ``P^l``.
+      style: ``{layer: (N_l, N_l)}`` style Gram matrices ``A^l``.
+    """
+
+    content: dict[str, jax.Array]
+    style: dict[str, jax.Array]
+
+
+class LossTerms(NamedTuple):
+    """The parts of the total loss, each a scalar (unweighted by α, β, tv_weight)."""
+
+    content: jax.Array
+    style: jax.Array
+    tv: jax.Array
+
+
+def total_loss(features: Mapping[str, jax.Array], image: jax.Array, targets: Targets,
+               weights: LossWeights) -> tuple[jax.Array, LossTerms]:
+    """Eq. 7: ``L_total = α L_content + β L_style`` (+ ``tv_weight * TV(image)``).
+
+    Args:
+      features: the generated image's activations for every content and style layer.
+      image: ``(H, W, 3)`` the generated image's pixels (for the TV term).
+      targets: content activations and style Gram matrices (:class:`Targets`).
+      weights: :class:`LossWeights`.
+    Returns:
+      ``(total, LossTerms(content, style, tv))``.
+    """
+    content = weighted_content_loss(features, targets.content, weights.content_layer_weights,
+                                    tuple(targets.content))
+    style = style_loss(features, targets.style, weights.style_layer_weights, tuple(targets.style))
+    tv = total_variation(image)
+    total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
+    return total, LossTerms(content, style, tv)

@@ -1,0 +1,3 @@
+import sys
+from nst_jax.fetch import main
+sys.exit(main())

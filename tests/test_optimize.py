@@ -1,0 +1,106 @@
+"""The optimisers on small problems with known minima: convergence, stopping, chunks, vmap."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import optimize
+from nst_jax.errors import NSTError
+
+TARGET = jnp.linspace(-1.0, 2.0, 12).reshape(2, 2, 3)
+SCALES = jnp.linspace(1.0, 20.0, 12).reshape(2, 2, 3)  # ill-conditioned on purpose
+
+
+def quadratic(x, shift=0.0):
+    """A quadratic with its minimum 0 at TARGET + shift; aux = the two halves."""
+    d = SCALES * jnp.square(x - TARGET - shift)
+    a, b = jnp.sum(d[0]), jnp.sum(d[1])
+    return a + b, {"first": a, "second": b}
+
+
+@pytest.mark.parametrize("method,iterations,tol", [
+    ("lbfgs", 30, 1e-6), ("lbfgs-jaxopt", 30, 1e-6), ("adam", 600, 1e-2)])
+def test_backends_find_the_minimum(method, iterations, tol):
+    settings = optimize.Settings(method=method, learning_rate=0.05)
+    state = jax.jit(optimize.minimize, static_argnums=(0, 2, 3))(
+        quadratic, jnp.zeros((2, 2, 3)), iterations, settings)
+    assert float(state.best_value) < tol
+    np.testing.assert_allclose(state.best_pixels, TARGET, atol=3e-2 if method == "adam" else 1e-3)
+    assert int(state.iteration) == iterations
+    assert int(state.evaluations) >= iterations
+    values = np.asarray(state.trace.value)
+    assert np.all(np.isfinite(values))
+    # evaluations counted per iteration, non-decreasing
+    assert np.all(np.diff(np.asarray(state.trace.evaluations)) >= 1)
+
+
+def test_trace_aux_recorded_where_backend_has_it():
+    state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 5, optimize.Settings(method="lbfgs-jaxopt"))
+    total = np.asarray(state.trace.value)
+    parts = np.asarray(state.trace.aux["first"]) + np.asarray(state.trace.aux["second"])
+    np.testing.assert_allclose(parts, total, rtol=1e-5)
+    optax_state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 5, optimize.Settings(method="lbfgs"))
+    assert np.all(np.isnan(optax_state.trace.aux["first"]))  # documented: not available from optax
+
+
+def test_lbfgs_decreases_monotonically():
+    state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 15, optimize.Settings(method="lbfgs"))
+    values = np.asarray(state.trace.value)
+    assert np.all(np.diff(values) <= 1e-6 * values[:-1])
+
+
+def test_chunks_equal_one_run():
+    settings = optimize.Settings(method="lbfgs")
+    whole = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 12, settings)
+    solver = optimize.make_solver(quadratic, settings)
+    state = optimize.init(solver, quadratic, jnp.zeros((2, 2, 3)), 12)
+    run = jax.jit(functools.partial(optimize.run, solver))
+    for n in (5, 5, 5):  # the last chunk is cut at the trace's capacity
+        state = run(state, n)
+    assert int(state.iteration) == 12
+    np.testing.assert_allclose(state.pixels, whole.pixels, rtol=1e-6)
+    np.testing.assert_allclose(state.trace.value, whole.trace.value, rtol=1e-6)
+
+
+def test_nonfinite_loss_stops_and_keeps_best():
+    def blows_up(x):
+        value, aux = quadratic(x)
+        # finite until x gets close to the target, then NaN
+        return jnp.where(value < 1.0, jnp.nan, value), aux
+
+    state = optimize.minimize(blows_up, jnp.zeros((2, 2, 3)), 50, optimize.Settings(method="adam", learning_rate=0.1))
+    assert bool(state.nonfinite)
+    assert int(state.iteration) < 50
+    assert np.isfinite(float(state.best_value)) and float(state.best_value) >= 1.0
+    assert np.all(np.isfinite(state.best_pixels)) and np.all(np.isfinite(state.pixels))
+    # the pixels kept are the best ones seen
+    assert float(quadratic(state.best_pixels)[0]) == pytest.approx(float(state.best_value), rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "lbfgs-jaxopt", "adam"])
+def test_vmapped_grid_equals_runs_one_by_one_and_compiles_once(method):
+    settings = optimize.Settings(method=method)
+    traces = []
+
+    def solve(shift, x0):
+        traces.append(1)  # runs once per trace (compilation), not per call
+        return optimize.minimize(lambda x: quadratic(x, shift), x0, 8, settings)
+
+    shifts = jnp.array([0.0, 0.5, -1.0, 3.0])
+    x0s = jnp.stack([jnp.full((2, 2, 3), v) for v in (0.0, 1.0, 2.0, -1.0)])
+    grid = jax.jit(jax.vmap(solve))
+    batched = grid(shifts, x0s)
+    grid(shifts + 1.0, x0s)  # new values, same shapes: no new trace
+    assert len(traces) == 1
+    single = jax.jit(solve)
+    for i in range(len(shifts)):
+        one = single(shifts[i], x0s[i])
+        np.testing.assert_allclose(batched.best_pixels[i], one.best_pixels, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batched.trace.value[i], one.trace.value, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_method():
+    with pytest.raises(NSTError, match="unknown optimizer"):
+        optimize.make_solver(quadratic, optimize.Settings(method="sgd"))
