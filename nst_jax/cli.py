@@ -16,7 +16,6 @@ import numpy as np
 
 from nst_jax import images, optimize
 from nst_jax.errors import NSTError
-from nst_jax.vgg import LAYER_NAMES
 
 EXIT_ERROR = 2
 EXIT_NONFINITE = 3

