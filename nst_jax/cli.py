@@ -194,10 +194,9 @@ def _snapshot_path(output: pathlib.Path, iteration: int) -> pathlib.Path:
 def _metadata(args, config, weights_info: dict, extra: dict) -> dict[str, str]:
     from nst_jax import __version__
 
-    params = {k: v for k, v in vars(args).items()}
     meta = {
         "Software": f"nst_jax {__version__}",
-        "nst_jax:arguments": json.dumps(params, default=str),
+        "nst_jax:arguments": json.dumps(vars(args), default=str),
         "nst_jax:config": json.dumps(
             {k: (v._asdict() if hasattr(v, "_asdict") else v)
              for k, v in vars(config).items()}, default=str),
