@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="lbfgs = optax L-BFGS (default, see README), lbfgs-jaxopt, adam")
     opt.add_argument("--learning-rate", type=float, default=optimize.Settings().learning_rate,
                      help="Adam's step size (pixels in [0, 1]); unused by L-BFGS")
+    opt.add_argument("--tolerance", type=float, default=optimize.Settings().tolerance,
+                     help="stop early once an iteration changes the loss by at most this "
+                          "fraction of it (0 = run every iteration)")
     opt.add_argument("--init", default=defaults.init,
                      help="start from 'noise' (white noise, the paper's), 'content', 'style', "
                           "or an image file")
@@ -161,7 +164,8 @@ def _config(args):
         tv_weight=args.tv_weight, pooling=args.pooling, init=init, seed=args.seed,
         noise_amplitude=args.noise_amplitude,
         iterations=args.iterations,
-        optimizer=optimize.Settings(method=args.optimizer, learning_rate=args.learning_rate))
+        optimizer=optimize.Settings(method=args.optimizer, learning_rate=args.learning_rate,
+                                    tolerance=args.tolerance))
 
 
 def _check_args(args) -> None:
@@ -174,6 +178,8 @@ def _check_args(args) -> None:
         raise NSTError(f"--save-every must be >= 0, got {args.save_every}")
     if not (np.isfinite(args.learning_rate) and args.learning_rate > 0):
         raise NSTError(f"--learning-rate must be a positive number, got {args.learning_rate}")
+    if not (np.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
+        raise NSTError(f"--tolerance must be a number in [0, 1), got {args.tolerance}")
     if args.ratio is not None and not (np.isfinite(args.ratio) and args.ratio > 0):
         raise NSTError(f"--ratio must be a positive number, got {args.ratio}")
 
@@ -269,6 +275,8 @@ def run(args) -> int:
              "seconds": round(time.monotonic() - started, 1)}
     if bool(job.state.nonfinite):
         extra["status"] = status = "nonfinite"
+    elif bool(job.state.converged) and status == "completed":
+        extra["status"] = status = "converged"
     images.save_png(output, job.result(), _metadata(args, config, weights_info, extra))
     if status == "nonfinite":
         print(f"error: the loss became non-finite at iteration {iteration}; stopped and saved the "
@@ -279,20 +287,25 @@ def run(args) -> int:
               f"to {output}", file=sys.stderr)
         return EXIT_INTERRUPTED
     log(f"final loss {total:.4g} (content {terms.content:.4g}, style {terms.style:.4g}) after "
-        f"{iteration} iterations, {int(job.state.evaluations)} evaluations, "
+        f"{iteration} iterations{' (converged)' if status == 'converged' else ''}, "
+        f"{int(job.state.evaluations)} evaluations, "
         f"{time.monotonic() - started:.0f}s")
     print(f"wrote {output}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def guarded(run, args, started: str = "the optimisation started") -> int:
+    """``run(args)``, with an :class:`NSTError` as one ``error:`` line (exit 2) and an
+    interrupt that ``run`` did not handle as one line (exit 130)."""
     try:
         return run(args)
     except NSTError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: interrupted before the optimisation started; nothing was written",
-              file=sys.stderr)
+        print(f"error: interrupted before {started}; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded(run, build_parser().parse_args(argv))

@@ -28,7 +28,7 @@ from nst_jax.errors import NSTError
 Aux = Any
 LossFn = Callable[[jax.Array], tuple[jax.Array, Aux]]
 
-OPTIMIZERS = ("lbfgs", "lbfgs-jaxopt", "adam")
+OPTIMIZERS = ("lbfgs", "lbfgs-stepwise", "lbfgs-jaxopt", "adam")
 DEFAULT_OPTIMIZER = "lbfgs"
 
 
@@ -36,17 +36,23 @@ class Settings(NamedTuple):
     """Optimiser settings (static: changing them recompiles).
 
     Attributes:
-      method: ``'lbfgs'`` (optax L-BFGS, zoom line search), ``'lbfgs-jaxopt'``
-        (jaxopt L-BFGS, zoom line search) or ``'adam'`` (optax).
+      method: ``'lbfgs'`` (optax L-BFGS, zoom line search), ``'lbfgs-stepwise'``
+        (L-BFGS whose loop step is one evaluation: the one for grids under
+        ``vmap``), ``'lbfgs-jaxopt'`` (jaxopt L-BFGS, zoom line search) or
+        ``'adam'`` (optax).
       memory_size: L-BFGS history length.
       max_linesearch_steps: cap on line-search evaluations per L-BFGS iteration.
       learning_rate: Adam's step size, in pixel units ([0, 1] images).
+      tolerance: stop a run once an iteration changes the loss by at most
+        ``tolerance * |loss|`` (relative); 0 never stops early. Under ``vmap``
+        each run of a grid stops on its own.
     """
 
     method: str = DEFAULT_OPTIMIZER
     memory_size: int = 10
     max_linesearch_steps: int = 20
     learning_rate: float = 0.02
+    tolerance: float = 0.0
 
 
 class Evaluation(NamedTuple):
@@ -58,9 +64,13 @@ class Evaluation(NamedTuple):
 
 
 class Solver(NamedTuple):
-    """A backend: ``init(x0) -> state``; ``update(x, state) -> (x', state', Evaluation, n_evals)``.
+    """A backend: ``init(x0) -> state``;
+    ``update(x, state) -> (x', state', Evaluation, n_evals, accepted)``.
 
-    ``init_evaluations`` counts the loss+gradient evaluations ``init`` makes.
+    ``accepted`` (bool) says the update finished an iteration: every backend
+    but ``lbfgs-stepwise`` finishes one per update; that one makes one
+    evaluation per update and finishes an iteration when its line search
+    accepts a step. ``init_evaluations`` counts the evaluations ``init`` makes.
     """
 
     init: Callable[[jax.Array], Any]
@@ -101,7 +111,123 @@ def optax_lbfgs(fun: LossFn, settings: Settings) -> Solver:
         x = optax.apply_updates(x, updates)
         evaluations = optax.tree.get(state, "num_linesearch_steps")
         new = Evaluation(x, optax.tree.get(state, "value"), _nan_aux(fun, x))
-        return x, state, new, jnp.asarray(evaluations, jnp.int32)
+        return x, state, new, jnp.asarray(evaluations, jnp.int32), jnp.bool_(True)
+
+    return Solver(init, update, 1)
+
+
+class StepwiseState(NamedTuple):
+    """:func:`stepwise_lbfgs`'s state: the accepted point, the search direction, the
+    line search's bracket ``[lo, hi]`` along it, and optax's L-BFGS memory."""
+
+    value: jax.Array  # f at the accepted point x
+    grad: jax.Array
+    aux: Aux
+    direction: jax.Array
+    slope: jax.Array  # grad . direction (< 0)
+    step: jax.Array  # the next trial step along direction
+    lo: jax.Array  # (step, value, slope) of the best trial meeting the decrease condition
+    lo_value: jax.Array
+    lo_slope: jax.Array
+    lo_grad: jax.Array
+    lo_aux: Aux
+    hi: jax.Array  # inf until a trial brackets the minimum
+    hi_value: jax.Array
+    trials: jax.Array  # evaluations in this line search
+    memory: Any  # optax.ScaleByLBFGSState
+
+
+def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float = 0.9,
+                   max_step: float = 1e10) -> Solver:
+    """L-BFGS with a strong-Wolfe line search, one loss+gradient evaluation per ``update``.
+
+    optax's zoom line search branches (``lax.cond``) between two code paths
+    that each evaluate the loss; under ``vmap`` a ``cond`` runs both, and every
+    point of a grid waits for the slowest line search of each iteration. Here
+    each ``update`` evaluates one trial point and then decides, with
+    arithmetic only, whether to accept it (ending the iteration), expand the
+    step, or narrow the bracket (Nocedal & Wright, Alg. 3.5/3.6, with a
+    safeguarded quadratic interpolation). Grid points therefore advance in
+    lockstep per *evaluation*, each through its own iterations, and a run
+    alone makes the same evaluations as under ``vmap``. The direction comes
+    from optax's L-BFGS memory (:func:`optax.scale_by_lbfgs`). After
+    ``max_linesearch_steps`` trials the best trial with a decrease is taken
+    (or, without one, the memory is cleared and the search restarts along the
+    scaled gradient).
+    """
+    memory_fn = optax.scale_by_lbfgs(memory_size=settings.memory_size)
+    value_and_grad = jax.value_and_grad(fun, has_aux=True)
+    tree_where = lambda c, a, b: jax.tree_util.tree_map(  # noqa: E731
+        lambda u, v: jnp.where(c, u, v), a, b)
+
+    def direction_from(grad, memory, x):
+        precond, memory = memory_fn.update(grad, memory, x)
+        direction = -precond
+        return direction, jnp.vdot(grad, direction), memory
+
+    def line_search_start(x, value, grad, aux, memory):
+        direction, slope, memory = direction_from(grad, memory, x)
+        zero = jnp.zeros((), value.dtype)
+        return dict(value=value, grad=grad, aux=aux, direction=direction, slope=slope,
+                    step=jnp.ones((), value.dtype), lo=zero, lo_value=value, lo_slope=slope,
+                    lo_grad=grad, lo_aux=aux, hi=jnp.asarray(jnp.inf, value.dtype),
+                    hi_value=jnp.asarray(jnp.inf, value.dtype), trials=jnp.int32(0),
+                    memory=memory)
+
+    def init(x):
+        (value, aux), grad = value_and_grad(x)
+        return StepwiseState(**line_search_start(x, value, grad, aux, memory_fn.init(x)))
+
+    def update(x, state):
+        trial = x + state.step * state.direction
+        (value, aux), grad = value_and_grad(trial)
+        slope = jnp.vdot(grad, state.direction)
+        trials = state.trials + 1
+        decrease = jnp.isfinite(value) & (value <= state.value + c1 * state.step * state.slope)
+        decrease &= value < state.lo_value  # better than the bracket's low end
+        curvature = jnp.abs(slope) <= c2 * jnp.abs(state.slope)
+        accept = (decrease & curvature) | ~jnp.isfinite(state.value)
+        out_of_trials = ~accept & (trials >= settings.max_linesearch_steps)
+
+        # The bracket [lo, hi] (N&W Alg. 3.6), as arithmetic on scalars.
+        new_hi = jnp.where(~decrease, state.step,
+                           jnp.where(slope * (state.hi - state.lo) >= 0, state.lo, state.hi))
+        new_hi_value = jnp.where(~decrease, value,
+                                 jnp.where(slope * (state.hi - state.lo) >= 0, state.lo_value,
+                                           state.hi_value))
+        lo = jnp.where(decrease, state.step, state.lo)
+        lo_value = jnp.where(decrease, value, state.lo_value)
+        lo_slope = jnp.where(decrease, slope, state.lo_slope)
+        lo_grad = jnp.where(decrease, grad, state.lo_grad)
+        lo_aux = tree_where(decrease, aux, state.lo_aux)
+        # Next trial: double until bracketed, then the minimiser of the quadratic through
+        # (lo, f(lo), f'(lo)) and (hi, f(hi)), kept inside the middle 80% of the bracket.
+        width = new_hi - lo
+        curve = new_hi_value - lo_value - lo_slope * width
+        quadratic = lo - lo_slope * width ** 2 / (2.0 * curve)
+        inner_lo = jnp.minimum(lo + 0.1 * width, new_hi - 0.1 * width)
+        inner_hi = jnp.maximum(lo + 0.1 * width, new_hi - 0.1 * width)
+        interpolated = jnp.where(jnp.isfinite(quadratic) & (curve > 0),
+                                 jnp.clip(quadratic, inner_lo, inner_hi), lo + 0.5 * width)
+        next_step = jnp.where(jnp.isinf(new_hi), jnp.minimum(2.0 * state.step, max_step),
+                              interpolated)
+
+        # Ending the iteration: at the trial, or (out of trials) at the bracket's low end.
+        take_lo = out_of_trials & (lo > 0)
+        done = accept | out_of_trials
+        step_taken = jnp.where(accept, state.step, lo)
+        new_x = jnp.where(done, x + step_taken * state.direction, x)
+        new_value = jnp.where(accept, value, jnp.where(take_lo, lo_value, state.value))
+        new_grad = jnp.where(accept, grad, jnp.where(take_lo, lo_grad, state.grad))
+        new_aux = tree_where(accept, aux, tree_where(take_lo, lo_aux, state.aux))
+        # No decrease in max_linesearch_steps trials: forget the curvature pairs.
+        memory = tree_where(out_of_trials & ~take_lo, memory_fn.init(x), state.memory)
+        restart = line_search_start(new_x, new_value, new_grad, new_aux, memory)
+        searching = state._replace(
+            step=next_step, lo=lo, lo_value=lo_value, lo_slope=lo_slope, lo_grad=lo_grad,
+            lo_aux=lo_aux, hi=new_hi, hi_value=new_hi_value, trials=trials)
+        new_state = tree_where(done, StepwiseState(**restart), searching)
+        return (new_x, new_state, Evaluation(new_x, new_value, new_aux), jnp.int32(1), done)
 
     return Solver(init, update, 1)
 
@@ -127,7 +253,7 @@ def jaxopt_lbfgs(fun: LossFn, settings: Settings) -> Solver:
         before = state.num_fun_eval
         x, state = solver.update(x, state)
         return x, state, Evaluation(x, state.value, state.aux), jnp.asarray(
-            state.num_fun_eval - before, jnp.int32)
+            state.num_fun_eval - before, jnp.int32), jnp.bool_(True)
 
     return Solver(init, update, 1)
 
@@ -139,14 +265,16 @@ def adam(fun: LossFn, settings: Settings) -> Solver:
     def update(x, state):
         (value, aux), grad = jax.value_and_grad(fun, has_aux=True)(x)
         updates, state = opt.update(grad, state, x)
-        return optax.apply_updates(x, updates), state, Evaluation(x, value, aux), jnp.int32(1)
+        return (optax.apply_updates(x, updates), state, Evaluation(x, value, aux), jnp.int32(1),
+                jnp.bool_(True))
 
     return Solver(opt.init, update, 0)
 
 
 def make_solver(fun: LossFn, settings: Settings) -> Solver:
     """The backend named by ``settings.method``; :class:`NSTError` for an unknown name."""
-    backends = {"lbfgs": optax_lbfgs, "lbfgs-jaxopt": jaxopt_lbfgs, "adam": adam}
+    backends = {"lbfgs": optax_lbfgs, "lbfgs-stepwise": stepwise_lbfgs,
+                "lbfgs-jaxopt": jaxopt_lbfgs, "adam": adam}
     if settings.method not in backends:
         raise NSTError(f"unknown optimizer {settings.method!r}; choose one of {', '.join(OPTIMIZERS)}")
     return backends[settings.method](fun, settings)
@@ -170,7 +298,8 @@ class OptimizeState(NamedTuple):
     """Everything a run carries between iterations (a pytree; vmappable).
 
     ``best_pixels`` / ``best_value`` are the lowest finite loss seen;
-    ``nonfinite`` is set when the loss stopped being finite (the run stops).
+    ``nonfinite`` is set when the loss stopped being finite, ``converged`` when
+    an iteration changed it by less than ``Settings.tolerance`` (either stops the run).
     """
 
     pixels: jax.Array
@@ -180,6 +309,7 @@ class OptimizeState(NamedTuple):
     best_pixels: jax.Array
     best_value: jax.Array
     nonfinite: jax.Array
+    converged: jax.Array
     trace: Trace
 
 
@@ -192,51 +322,69 @@ def init(solver: Solver, fun: LossFn, x0: jax.Array, num_iterations: int) -> Opt
                                    aux_shapes),
         evaluations=jnp.full((num_iterations,), -1, jnp.int32),
     )
-    return OptimizeState(
+    state = OptimizeState(
         pixels=x0, solver_state=solver.init(x0), iteration=jnp.int32(0),
         evaluations=jnp.int32(solver.init_evaluations),
         best_pixels=x0, best_value=jnp.asarray(jnp.inf, x0.dtype), nonfinite=jnp.bool_(False),
-        trace=trace)
+        converged=jnp.bool_(False), trace=trace)
+    # optax's line-search state starts with weakly typed scalars that its first update
+    # makes strong: a jitted `run` would then compile twice (first call, second call).
+    return jax.tree_util.tree_map(lambda a: jax.lax.convert_element_type(a, a.dtype), state)
 
 
-def step(solver: Solver, state: OptimizeState) -> OptimizeState:
-    """One iteration: update the pixels, record the trace, keep the best point."""
-    pixels, solver_state, evaluation, evaluations = solver.update(state.pixels, state.solver_state)
+def step(solver: Solver, state: OptimizeState, tolerance: float = 0.0) -> OptimizeState:
+    """One update: move the pixels, and when it ends an iteration, record the
+    trace and keep the best point.
+
+    ``tolerance`` (static) is :attr:`Settings.tolerance`.
+    """
+    pixels, solver_state, evaluation, evaluations, accepted = solver.update(
+        state.pixels, state.solver_state)
     finite = jnp.isfinite(evaluation.value) & jnp.all(jnp.isfinite(pixels))
-    better = finite & (evaluation.value < state.best_value)
+    better = accepted & finite & (evaluation.value < state.best_value)
     i = state.iteration
+    converged = jnp.bool_(False)
+    if tolerance > 0:
+        # NaN before the first iteration: no comparison, so no early stop there.
+        previous = jnp.where(i > 0, state.trace.value[jnp.maximum(i - 1, 0)], jnp.nan)
+        converged = accepted & finite & (
+            jnp.abs(evaluation.value - previous) <= tolerance * jnp.abs(previous))
     count = state.evaluations + evaluations
+    record = lambda t, a: t.at[i].set(jnp.where(accepted, a, t[i]))  # noqa: E731
     trace = Trace(
-        value=state.trace.value.at[i].set(evaluation.value),
-        aux=jax.tree_util.tree_map(lambda t, a: t.at[i].set(a), state.trace.aux, evaluation.aux),
-        evaluations=state.trace.evaluations.at[i].set(count),
+        value=record(state.trace.value, evaluation.value),
+        aux=jax.tree_util.tree_map(record, state.trace.aux, evaluation.aux),
+        evaluations=record(state.trace.evaluations, count),
     )
     return OptimizeState(
         # On a non-finite loss keep the last good pixels: the run stops here.
         pixels=jnp.where(finite, pixels, state.pixels),
         solver_state=solver_state,
-        iteration=i + 1,
+        iteration=i + accepted.astype(i.dtype),
         evaluations=count,
         best_pixels=jnp.where(better, evaluation.pixels, state.best_pixels),
         best_value=jnp.where(better, evaluation.value, state.best_value),
-        nonfinite=~finite,
+        nonfinite=accepted & ~finite,
+        converged=converged,
         trace=trace,
     )
 
 
-def run(solver: Solver, state: OptimizeState, num_steps: jax.Array | int) -> OptimizeState:
+def run(solver: Solver, state: OptimizeState, num_steps: jax.Array | int,
+        tolerance: float = 0.0) -> OptimizeState:
     """Advance ``state`` by up to ``num_steps`` iterations (a ``lax.while_loop``).
 
-    Stops early at the trace's capacity or on a non-finite loss. ``num_steps``
-    may be a traced integer, so one compiled ``run`` serves every chunk size.
+    Stops early at the trace's capacity, on a non-finite loss, or once converged
+    (``tolerance``, static: :attr:`Settings.tolerance`). ``num_steps`` may be a
+    traced integer, so one compiled ``run`` serves every chunk size.
     """
     capacity = state.trace.value.shape[0]
     stop = jnp.minimum(state.iteration + num_steps, capacity)
 
     def cond(s):
-        return (s.iteration < stop) & ~s.nonfinite
+        return (s.iteration < stop) & ~s.nonfinite & ~s.converged
 
-    return jax.lax.while_loop(cond, functools.partial(step, solver), state)
+    return jax.lax.while_loop(cond, functools.partial(step, solver, tolerance=tolerance), state)
 
 
 def minimize(fun: LossFn, x0: jax.Array, num_iterations: int,
@@ -248,4 +396,4 @@ def minimize(fun: LossFn, x0: jax.Array, num_iterations: int,
     Returns the final :class:`OptimizeState`; use ``best_pixels`` for the result.
     """
     solver = make_solver(fun, settings)
-    return run(solver, init(solver, fun, x0, num_iterations), num_iterations)
+    return run(solver, init(solver, fun, x0, num_iterations), num_iterations, settings.tolerance)

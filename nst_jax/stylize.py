@@ -181,7 +181,8 @@ class Stylization:
 
     @property
     def done(self) -> bool:
-        return bool(self.state.nonfinite) or int(self.state.iteration) >= self.config.iterations
+        return (bool(self.state.nonfinite) or bool(self.state.converged)
+                or int(self.state.iteration) >= self.config.iterations)
 
     def terms(self, pixels: jax.Array | None = None) -> tuple[float, LossTerms]:
         """The total loss and its terms at ``pixels`` (default: the current pixels)."""
@@ -227,7 +228,8 @@ def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Con
 
     def run(state, num_steps, weights):
         fun = lambda x: loss_fn(x, weights)
-        return optimize.run(optimize.make_solver(fun, config.optimizer), state, num_steps)
+        return optimize.run(optimize.make_solver(fun, config.optimizer), state, num_steps,
+                            config.optimizer.tolerance)
 
     state = jax.jit(fresh_state)(x0, weights)
     return Stylization(config, loss_fn, weights, state, jax.jit(run), jax.jit(loss_fn))

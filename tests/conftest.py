@@ -23,11 +23,11 @@ def tiny_vgg() -> VGG:
     return VGG(blocks=TINY_BLOCKS, pooling="avg")
 
 
-@pytest.fixture(scope="session")
-def tiny_params(tiny_vgg):
+def make_tiny_params(seed: int = 0) -> dict:
     """Random tiny-VGG weights, scaled (He) so activations stay O(1) through 16 layers."""
-    params = tiny_vgg.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), layer_names(TINY_BLOCKS))
-    rng = np.random.default_rng(0)
+    params = VGG(blocks=TINY_BLOCKS).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                          layer_names(TINY_BLOCKS))
+    rng = np.random.default_rng(seed)
     out = {}
     for name, layer in params["params"].items():
         fan_in = np.prod(layer["kernel"].shape[:3])
@@ -36,6 +36,11 @@ def tiny_params(tiny_vgg):
             "bias": jnp.asarray(rng.uniform(0.0, 0.1, layer["bias"].shape), jnp.float32),
         }
     return {"params": out}
+
+
+@pytest.fixture(scope="session")
+def tiny_params():
+    return make_tiny_params()
 
 
 def _real_weights_path() -> pathlib.Path | None:

@@ -143,6 +143,19 @@ def test_ctrl_c_saves_the_current_image(real_weights, pictures, tmp_path, capsys
     assert images.read_png_metadata(out)["nst_jax:status"] == "interrupted"
 
 
+def wait_for_line(proc, needle: str, timeout: float = 240) -> str:
+    """Read ``proc``'s stderr until a line contains ``needle``; what was read (fails on timeout)."""
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if needle in line:
+            return seen
+    proc.kill()
+    pytest.fail(f"no line with {needle!r}: {seen}")
+
+
 def test_real_sigint_in_a_subprocess(real_weights, pictures, tmp_path):
     content, style = pictures
     out = tmp_path / "sig.png"
@@ -151,16 +164,7 @@ def test_real_sigint_in_a_subprocess(real_weights, pictures, tmp_path):
          str(style), "--output", str(out), "--size", "32", "--iterations", "100000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     # Wait for the first progress line (the run is under way), then press Ctrl-C.
-    deadline = time.monotonic() + 240
-    seen = ""
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if "/100000" in line:
-            break
-    else:
-        proc.kill()
-        pytest.fail(f"no progress line: {seen}")
+    seen = wait_for_line(proc, "/100000")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == cli.EXIT_INTERRUPTED, seen + err

@@ -21,7 +21,8 @@ def quadratic(x, shift=0.0):
 
 
 @pytest.mark.parametrize("method,iterations,tol", [
-    ("lbfgs", 30, 1e-6), ("lbfgs-jaxopt", 30, 1e-6), ("adam", 600, 1e-2)])
+    ("lbfgs", 30, 1e-6), ("lbfgs-stepwise", 30, 1e-6), ("lbfgs-jaxopt", 30, 1e-6),
+    ("adam", 600, 1e-2)])
 def test_backends_find_the_minimum(method, iterations, tol):
     settings = optimize.Settings(method=method, learning_rate=0.05)
     state = jax.jit(optimize.minimize, static_argnums=(0, 2, 3))(
@@ -36,23 +37,29 @@ def test_backends_find_the_minimum(method, iterations, tol):
     assert np.all(np.diff(np.asarray(state.trace.evaluations)) >= 1)
 
 
-def test_trace_aux_recorded_where_backend_has_it():
-    state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 5, optimize.Settings(method="lbfgs-jaxopt"))
+@pytest.mark.parametrize("method", ["lbfgs-jaxopt", "lbfgs-stepwise", "adam"])
+def test_trace_aux_recorded_where_backend_has_it(method):
+    state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 5, optimize.Settings(method=method))
     total = np.asarray(state.trace.value)
     parts = np.asarray(state.trace.aux["first"]) + np.asarray(state.trace.aux["second"])
     np.testing.assert_allclose(parts, total, rtol=1e-5)
+
+
+def test_trace_aux_not_available_from_optax():
     optax_state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 5, optimize.Settings(method="lbfgs"))
     assert np.all(np.isnan(optax_state.trace.aux["first"]))  # documented: not available from optax
 
 
-def test_lbfgs_decreases_monotonically():
-    state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 15, optimize.Settings(method="lbfgs"))
+@pytest.mark.parametrize("method", ["lbfgs", "lbfgs-stepwise"])
+def test_lbfgs_decreases_monotonically(method):
+    state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 15, optimize.Settings(method=method))
     values = np.asarray(state.trace.value)
     assert np.all(np.diff(values) <= 1e-6 * values[:-1])
 
 
-def test_chunks_equal_one_run():
-    settings = optimize.Settings(method="lbfgs")
+@pytest.mark.parametrize("method", ["lbfgs", "lbfgs-stepwise"])
+def test_chunks_equal_one_run(method):
+    settings = optimize.Settings(method=method)
     whole = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 12, settings)
     solver = optimize.make_solver(quadratic, settings)
     state = optimize.init(solver, quadratic, jnp.zeros((2, 2, 3)), 12)
@@ -79,7 +86,7 @@ def test_nonfinite_loss_stops_and_keeps_best():
     assert float(quadratic(state.best_pixels)[0]) == pytest.approx(float(state.best_value), rel=1e-5)
 
 
-@pytest.mark.parametrize("method", ["lbfgs", "lbfgs-jaxopt", "adam"])
+@pytest.mark.parametrize("method", optimize.OPTIMIZERS)
 def test_vmapped_grid_equals_runs_one_by_one_and_compiles_once(method):
     settings = optimize.Settings(method=method)
     traces = []
@@ -104,3 +111,46 @@ def test_vmapped_grid_equals_runs_one_by_one_and_compiles_once(method):
 def test_unknown_method():
     with pytest.raises(NSTError, match="unknown optimizer"):
         optimize.make_solver(quadratic, optimize.Settings(method="sgd"))
+
+
+@pytest.mark.parametrize("method", optimize.OPTIMIZERS)
+def test_state_types_are_stable_so_chunks_compile_once(method):
+    # A leaf whose dtype or weak type changes after the first step makes every jitted
+    # `run` compile twice (optax's line search starts with weakly typed scalars).
+    solver = optimize.make_solver(quadratic, optimize.Settings(method=method))
+    state = optimize.init(solver, quadratic, jnp.zeros((2, 2, 3)), 6)
+    traces = []
+
+    def chunk(s):
+        traces.append(1)
+        return optimize.run(solver, s, 2)
+
+    run = jax.jit(chunk)
+    after = run(state)
+    run(after)
+    assert len(traces) == 1
+    types = lambda s: [(a.dtype, a.shape, jax.typeof(a).weak_type) for a in jax.tree_util.tree_leaves(s)]
+    assert types(after) == types(state)
+
+
+def test_stepwise_lbfgs_never_accepts_a_nonfinite_trial():
+    def cliff(x):
+        value, aux = quadratic(x)
+        return jnp.where(value < 1.0, jnp.nan, value), aux
+
+    state = optimize.minimize(cliff, jnp.zeros((2, 2, 3)), 30, optimize.Settings(method="lbfgs-stepwise"))
+    # Trials past the cliff fail the decrease test and shrink the step: the run goes on.
+    assert not bool(state.nonfinite) and int(state.iteration) == 30
+    values = np.asarray(state.trace.value)
+    assert np.all(np.isfinite(values)) and values[-1] < 1.5
+
+
+def test_stepwise_lbfgs_on_a_rosenbrock_valley():
+    def rosenbrock(x):
+        x = x.reshape(-1)
+        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2), {}
+
+    state = optimize.minimize(rosenbrock, jnp.zeros((2, 2, 1)) - 1.0, 200,
+                              optimize.Settings(method="lbfgs-stepwise"))
+    assert float(state.best_value) < 1e-8
+    np.testing.assert_allclose(state.best_pixels, 1.0, atol=1e-4)

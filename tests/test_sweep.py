@@ -1,0 +1,245 @@
+"""Sweeps: a grid of style transfers is one compiled vmap, equal to the runs done alone."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import stylize, sweep
+from nst_jax.errors import NSTError
+from nst_jax.stylize import Config
+from tests.conftest import REPO
+from tests.sweep_worker import grid as worker_grid
+from tests.sweep_worker import pictures as worker_pictures
+
+# A grid point vs. the same configuration alone: float32 sums in another order (batched
+# convolutions), carried through the L-BFGS iterations. Same-batch comparisons use 1e-5.
+RTOL_ALONE = 5e-5
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    return worker_pictures()
+
+
+def count_traces(monkeypatch) -> dict:
+    """Count the traces of the optimiser's start and loop (Python runs once per trace)."""
+    from nst_jax import optimize
+
+    counts = {"init": 0, "run": 0}
+    for name in counts:
+        real = getattr(optimize, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(optimize, name, counted)
+    return counts
+
+
+def run_alone(config, content, style, params, module):
+    job = stylize.prepare(content, style, params, config, module=module)
+    job.step(config.iterations)
+    image = job.result()
+    return job, image, job.terms(jnp.asarray(image))[0]
+
+
+def test_product_grid_points_and_labels():
+    grid = sweep.Grid.product(Config(iterations=5), ratio=[1e-4, 1e-2],
+                              content_layers=["conv2_2", ("conv4_2",)], seed=[0, 1, 2])
+    assert grid.shape == (2, 2, 3) and len(grid) == 12
+    assert grid.labels(7) == {"ratio": 1e-2, "content_layers": "conv2_2", "seed": 1}
+    seventh = grid.configs[7]
+    assert (seventh.alpha, seventh.beta, seventh.content_layers, seventh.seed) == (1e-2, 1.0, ("conv2_2",), 1)
+    assert grid.content_layers == ("conv2_2", "conv4_2")
+    points = grid.points()
+    assert points.weights.content_layer_weights.shape == (12, 2)
+    # Which content layer is an array: the unused one has weight 0.
+    np.testing.assert_array_equal(points.weights.content_layer_weights[7], [1.0, 0.0])
+    np.testing.assert_array_equal(points.weights.content_layer_weights[10], [0.0, 1.0])
+    np.testing.assert_allclose(points.weights.style_layer_weights[0], [0.2] * 5)
+    np.testing.assert_array_equal(points.seed, [0, 1, 2] * 4)
+    np.testing.assert_array_equal(points.init, [sweep.INIT_CODES["noise"]] * 12)
+
+
+def test_style_layer_sets_spread_over_the_union():
+    grid = sweep.Grid.product(Config(alpha=0.0), style_layers=[("conv1_1",), ("conv1_1", "conv2_1")])
+    assert grid.style_layers == ("conv1_1", "conv2_1")
+    np.testing.assert_allclose(grid.points().weights.style_layer_weights, [[1, 0], [0.5, 0.5]])
+
+
+@pytest.mark.parametrize("axes, match", [
+    ({"pooling": ["avg", "max"]}, "cannot sweep 'pooling' .it fixes the compiled program"),
+    ({"gamma": [1]}, "cannot sweep 'gamma'"),
+    ({"seed": []}, "has no values"),
+    ({"init": ["image"]}, "a sweep starts from one of noise, content, style"),
+    ({"content_layers": ["conv9_9"]}, "conv9_9"),
+])
+def test_grid_errors(axes, match):
+    with pytest.raises(NSTError, match=match):
+        sweep.Grid.product(Config(), **axes)
+
+
+def test_points_must_share_the_program():
+    with pytest.raises(NSTError, match="must share iterations"):
+        sweep.Grid((Config(iterations=3), Config(iterations=4)))
+
+
+def test_chunks_pad_to_one_shape():
+    assert sweep.chunks(5, 2, 1) == [[0, 1], [2, 3], [4, 4]]
+    assert sweep.chunks(5, 3, 2) == [[0, 1, 2, 3], [4, 4, 4, 4]]  # rounded up to the devices
+    assert sweep.chunks(3, 100, 1) == [[0, 1, 2]]
+
+
+def test_grid_equals_each_configuration_run_alone_and_compiles_once(
+        tiny_vgg, tiny_params, pictures, monkeypatch):
+    content, style = pictures
+    base = Config(iterations=8, tv_weight=0.0)
+    grid = sweep.Grid.product(base, ratio=[1e-3, 1e-1], content_layers=["conv2_2", "conv4_2"],
+                              init=["noise", "style"], tv_weight=[0.0, 1.0])
+    traces = count_traces(monkeypatch)
+    chunked = []
+    results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, batch_size=5,
+                             on_chunk=chunked.append)
+    # One trace of the start and one of the loop for all 4 chunks (16 points).
+    assert traces == {"init": 1, "run": 1}
+    assert [len(c) for c in chunked] == [5, 5, 5, 1]
+    assert [r.index for r in results] == list(range(16))
+    for r in results[::5]:  # every axis value among them
+        _, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
+        np.testing.assert_allclose(r.image, image, atol=2e-5, err_msg=str(r.labels))
+        np.testing.assert_allclose(r.total, total, rtol=RTOL_ALONE, err_msg=str(r.labels))
+        assert r.status == "completed" and r.iterations == 8
+    # The swept values matter: different ratios give different images.
+    assert np.abs(results[0].image - results[8].image).max() > 1e-3
+
+
+def test_sweeper_reuses_its_compilation_for_new_values(tiny_vgg, tiny_params, pictures, monkeypatch):
+    content, style = pictures
+    grid = sweep.Grid.product(Config(iterations=3), ratio=[1e-3, 1e-2], seed=[0, 1])
+    other = sweep.Grid.product(Config(iterations=3), ratio=[5.0, 7.0], seed=[4, 5])
+    sweeper = sweep.Sweeper(content, style, tiny_params, content_layers=grid.content_layers,
+                            style_layers=grid.style_layers, iterations=3, module=tiny_vgg)
+    traces = count_traces(monkeypatch)
+    finals = []
+    for g in (grid, other):
+        points = sweeper.place(g.points())
+        finals.append(sweeper.advance(sweeper.start(points), 3, points).best_value)
+    assert traces == {"init": 1, "run": 1}  # traced once for both grids
+    assert not np.allclose(finals[0], finals[1])
+
+
+def test_each_point_stops_on_its_own(tiny_vgg, tiny_params, pictures):
+    content, style = pictures
+    from nst_jax.optimize import Settings
+
+    # A tolerance that each point meets at a different iteration, with a margin: the
+    # relative changes before it stay >= 0.09 (a float32 reordering cannot flip them).
+    base = Config(iterations=25, optimizer=Settings(tolerance=0.08))
+    grid = sweep.Grid.product(base, ratio=[1e-3, 1.0, 100.0])
+    results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)
+    assert [(r.status, r.iterations) for r in results] == [
+        ("converged", 10), ("converged", 20), ("converged", 4)]
+    for r in results:
+        job, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
+        assert int(job.state.iteration) == r.iterations and job.done
+        np.testing.assert_allclose(r.total, total, rtol=RTOL_ALONE)
+
+
+def test_a_nonfinite_point_stops_alone(tiny_vgg, tiny_params, pictures):
+    content, style = pictures
+    # beta near float32's max: the style term overflows to inf for that point only.
+    grid = sweep.Grid.product(Config(iterations=4, alpha=1.0), beta=[1.0, 3e38])
+    results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)
+    assert [r.status for r in results] == ["completed", "nonfinite"]
+    assert results[1].iterations <= 1 and np.all(np.isfinite(results[1].image))
+
+
+def test_interrupt_hands_over_finished_and_current_chunks(tiny_vgg, tiny_params, pictures):
+    content, style = pictures
+    grid = sweep.Grid.product(Config(iterations=6), seed=[0, 1, 2, 3])
+    chunked = []
+
+    def interrupt_in_second_chunk(progress):
+        if progress.chunk == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, batch_size=2,
+                       steps_per_call=3, on_chunk=chunked.append, on_progress=interrupt_in_second_chunk)
+    assert [[r.status for r in c] for c in chunked] == [["completed"] * 2, ["interrupted"] * 2]
+    assert [r.iterations for r in chunked[1]] == [3, 3]
+
+
+def test_all_backends_run_under_the_sweep(tiny_vgg, tiny_params, pictures):
+    content, style = pictures
+    from nst_jax.optimize import Settings
+
+    for method in ("lbfgs-jaxopt", "adam"):
+        grid = sweep.Grid.product(Config(iterations=4, optimizer=Settings(method=method)),
+                                  ratio=[1e-3, 1e-1])
+        r = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)[1]
+        _, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
+        np.testing.assert_allclose(r.total, total, rtol=RTOL_ALONE, err_msg=method)
+
+
+def _worker(*args, env_extra=None, timeout=300):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "tests.sweep_worker", *map(str, args)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _finish(process, timeout=300):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+
+
+def test_sharded_over_four_devices_equals_one_device(tmp_path):
+    out = tmp_path / "w.npz"
+    _finish(_worker(out, "--devices", 1, "--devices", 4,
+                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
+    data = np.load(out)
+    np.testing.assert_allclose(data["images_4"], data["images_1"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data["total_4"], data["total_1"], rtol=1e-5)
+    shards = json.loads(str(data["shards_4"]))
+    # Each of the 4 devices holds its own quarter of the 8-point grid, and nothing else.
+    assert sorted(s["device"] for s in shards) == [0, 1, 2, 3]
+    assert sorted(tuple(s["rows"]) for s in shards) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert all(s["equal"] for s in shards)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_run_one_sharded_sweep(tmp_path, tiny_vgg, tiny_params):
+    out = tmp_path / "w.npz"
+    address = f"127.0.0.1:{_free_port()}"
+    workers = [_worker(out, "--devices", 4, "--coordinator", address, "--num-processes", 2,
+                       "--process-id", i,
+                       env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+               for i in (0, 1)]
+    for w in workers:
+        _finish(w)
+    data, other = np.load(out), np.load(f"{out}.1.npz")
+    assert int(data["process_count"]) == 2
+    # Each process holds the two quarters on its own two devices.
+    for d, process in ((data, 0), (other, 1)):
+        shards = json.loads(str(d["shards_4"]))
+        assert len(shards) == 2 and all(s["process"] == process and s["equal"] for s in shards)
+    rows = sorted(tuple(s["rows"]) for d in (data, other) for s in json.loads(str(d["shards_4"])))
+    assert rows == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    # And the gathered result is the single-process one.
+    content, style = worker_pictures()
+    results = sweep.run_grid(content, style, tiny_params, worker_grid(), module=tiny_vgg)
+    np.testing.assert_allclose(data["images_4"], np.stack([r.image for r in results]),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data["total_4"], [r.total for r in results], rtol=1e-5)
