@@ -1,4 +1,4 @@
-"""Minimising a loss of the pixels: L-BFGS (optax or jaxopt) and Adam, one interface.
+"""Minimising a loss of the pixels: L-BFGS (optax, stepwise or jaxopt) and Adam, one interface.
 
 Nothing here knows about VGG or images: a loss is any ``fun(x) -> (value, aux)``
 with ``x`` a float array, ``value`` a scalar and ``aux`` a pytree of scalars (the
@@ -8,11 +8,13 @@ own stopping); :func:`run` advances an existing state by a number of iterations
 so a caller can show progress and save snapshots between calls of one compiled
 function.
 
-Each iteration makes one update of the pixels; the trace records, per
-iteration, the loss at the pixels the iteration ended on (L-BFGS) or started
-from (Adam, which evaluates before it steps), its ``aux`` and the running count
-of loss+gradient evaluations. A non-finite loss stops the run; the best pixels
-seen so far (lowest finite loss) are always kept in the state.
+Each iteration makes one update of the pixels (``lbfgs-stepwise`` makes one
+loss evaluation per loop step, and an iteration ends when its line search
+accepts a step); the trace records, per iteration, the loss at the pixels the
+iteration ended on (L-BFGS) or started from (Adam, which evaluates before it
+steps), its ``aux`` and the running count of loss+gradient evaluations. A
+non-finite loss stops the run; the best pixels seen so far (lowest finite
+loss) are always kept in the state.
 """
 from __future__ import annotations
 
