@@ -168,18 +168,32 @@ def _config(args):
                                     tolerance=args.tolerance))
 
 
-def _check_args(args) -> None:
+def check_sizes_and_iterations(args) -> None:
+    """``--size``, ``--style-size`` and ``--iterations``, as every script takes them."""
     images.check_size(args.size)
     if args.style_size is not None:
         images.check_size(args.style_size)
     if args.iterations < 1 or args.iterations > 100_000:
         raise NSTError(f"--iterations must be between 1 and 100000, got {args.iterations}")
+
+
+def check_tolerance(tolerance: float) -> None:
+    if not (np.isfinite(tolerance) and 0 <= tolerance < 1):
+        raise NSTError(f"--tolerance must be a number in [0, 1), got {tolerance}")
+
+
+def config_dict(config) -> dict:
+    """A :class:`nst_jax.stylize.Config` as JSON-able fields (the optimiser settings as a dict)."""
+    return {k: (v._asdict() if hasattr(v, "_asdict") else v) for k, v in vars(config).items()}
+
+
+def _check_args(args) -> None:
+    check_sizes_and_iterations(args)
     if args.save_every < 0:
         raise NSTError(f"--save-every must be >= 0, got {args.save_every}")
     if not (np.isfinite(args.learning_rate) and args.learning_rate > 0):
         raise NSTError(f"--learning-rate must be a positive number, got {args.learning_rate}")
-    if not (np.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
-        raise NSTError(f"--tolerance must be a number in [0, 1), got {args.tolerance}")
+    check_tolerance(args.tolerance)
     if args.ratio is not None and not (np.isfinite(args.ratio) and args.ratio > 0):
         raise NSTError(f"--ratio must be a positive number, got {args.ratio}")
 
@@ -203,9 +217,7 @@ def _metadata(args, config, weights_info: dict, extra: dict) -> dict[str, str]:
     meta = {
         "Software": f"nst_jax {__version__}",
         "nst_jax:arguments": json.dumps(vars(args), default=str),
-        "nst_jax:config": json.dumps(
-            {k: (v._asdict() if hasattr(v, "_asdict") else v)
-             for k, v in vars(config).items()}, default=str),
+        "nst_jax:config": json.dumps(config_dict(config), default=str),
         "nst_jax:weights": json.dumps(weights_info, default=str),
     }
     meta.update({f"nst_jax:{k}": str(v) for k, v in extra.items()})

@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from nst_jax import images, optimize, plots
-from nst_jax.cli import EXIT_INTERRUPTED, EXIT_NONFINITE, _floats, _load, example_path, guarded
+from nst_jax.cli import (EXIT_INTERRUPTED, EXIT_NONFINITE, _floats, _load, check_sizes_and_iterations,
+                         check_tolerance, config_dict, example_path, guarded)
 from nst_jax.errors import NSTError
 from nst_jax.files import atomic_write
 
@@ -125,19 +126,14 @@ def add_shared_flags(p: argparse.ArgumentParser) -> None:
 
 def check_common(args) -> None:
     """The checks of the flags sweep.py and paper_figures.py share."""
-    images.check_size(args.size)
-    if args.style_size is not None:
-        images.check_size(args.style_size)
-    if not 1 <= args.iterations <= 100_000:
-        raise NSTError(f"--iterations must be between 1 and 100000, got {args.iterations}")
+    check_sizes_and_iterations(args)
     if args.batch_size < 0:
         raise NSTError(f"--batch-size must be >= 0, got {args.batch_size}")
 
 
 def _check_args(args) -> None:
     check_common(args)
-    if not (np.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
-        raise NSTError(f"--tolerance must be a number in [0, 1), got {args.tolerance}")
+    check_tolerance(args.tolerance)
     for flag, _, _, _ in AXES:
         values = getattr(args, flag[2:].replace("-", "_"))
         if values is not None and len(values) == 0:
@@ -221,7 +217,7 @@ class Writer:
             self.results[r.index] = r
             name = point_name(r.index, r.labels)
             meta = {"Software": "nst_jax sweep", "nst_jax:point": json.dumps(r.summary()),
-                    "nst_jax:config": json.dumps(_config_dict(r.config), default=str)}
+                    "nst_jax:config": json.dumps(config_dict(r.config), default=str)}
             images.save_png(self.folder / f"{name}.png", r.image, meta)
             title = ", ".join(f"{k}={format_value(v)}" for k, v in r.labels.items()) or name
             curve = plots.loss_curves({"total loss": r.trace}, title=title)
@@ -230,10 +226,13 @@ class Writer:
         self.sheet()
 
     def tables(self) -> None:
+        from nst_jax.sweep import STATIC_FIELDS
+
         rows = [self.results[i].summary() for i in sorted(self.results)]
         document = {
             "axes": {name: [format_value(v) for v in values] for name, values in self.grid.axes},
-            "shared": _config_dict(self.grid.configs[0], shared_only=True),
+            "shared": {k: v for k, v in config_dict(self.grid.configs[0]).items()
+                       if k in STATIC_FIELDS},
             "points_done": len(rows), "points": len(self.grid),
             "seconds": round(time.monotonic() - self.started, 1),
             "results": [{**row, "file": point_name(row["index"], self.results[row["index"]].labels)
@@ -263,13 +262,6 @@ class Writer:
                                     title=f"{self.title} ({shared})", row_title=layout.row_title,
                                     col_title=layout.col_title)
         images.save_png(self.folder / CONTACT_SHEET, sheet.astype(np.float32) / 255.0)
-
-
-def _config_dict(config, shared_only: bool = False) -> dict:
-    from nst_jax.sweep import STATIC_FIELDS
-
-    fields = {k: (v._asdict() if hasattr(v, "_asdict") else v) for k, v in vars(config).items()}
-    return {k: v for k, v in fields.items() if k in STATIC_FIELDS} if shared_only else fields
 
 
 def prepare_folder(path: str) -> pathlib.Path:
