@@ -128,6 +128,33 @@ def make_loss_fn(features_fn: FeaturesFn, targets: Targets
     return loss
 
 
+def build_loss_fn(params, content: np.ndarray, style: np.ndarray, content_layers: Sequence[str],
+                  style_layers: Sequence[str], module: VGG, preprocessing: Preprocessing = CAFFE
+                  ) -> Callable[[jax.Array, LossWeights], tuple[jax.Array, LossTerms]]:
+    """Eq. 7 of the pixels for this content and style: computes the targets once.
+
+    The weights and the targets are host (NumPy) arrays, so a function that
+    closes over the loss embeds them as compile-time constants: XLA folds the
+    kernels' layout changes into them (as arguments, one loss+gradient
+    evaluation at 64 px took 0.14 s instead of 0.09 s), and every process of a
+    multi-process run embeds the same values.
+    """
+    params = jax.tree_util.tree_map(np.asarray, params)
+    features_fn = make_features_fn(params, tuple(content_layers) + tuple(style_layers), module,
+                                   preprocessing)
+    targets = jax.jit(compute_targets, static_argnums=(0, 3, 4))(
+        features_fn, np.asarray(content, np.float32), np.asarray(style, np.float32),
+        tuple(content_layers), tuple(style_layers))
+    return make_loss_fn(features_fn, jax.tree_util.tree_map(np.asarray, targets))
+
+
+def best_image(state: optimize.OptimizeState) -> jax.Array:
+    """The best pixels seen (the current ones if no finite loss yet), clipped to [0, 1];
+    works on one state or a batch of them."""
+    finite = jnp.isfinite(state.best_value)[..., None, None, None]
+    return jnp.clip(jnp.where(finite, state.best_pixels, state.pixels), 0.0, 1.0)
+
+
 def white_noise(seed: jax.Array | int, shape: tuple[int, ...],
                 amplitude: jax.Array | float = 0.1) -> jax.Array:
     """``0.5 + amplitude * (U[0, 1) - 0.5)``: white noise around mid-grey (seed and
@@ -192,8 +219,7 @@ class Stylization:
 
     def result(self) -> np.ndarray:
         """The best image so far, RGB float32 in [0, 1] (clipped)."""
-        best = self.state.best_pixels if np.isfinite(float(self.state.best_value)) else self.state.pixels
-        return np.clip(np.asarray(best), 0.0, 1.0)
+        return np.asarray(best_image(self.state))
 
 
 def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Config(), *,
@@ -212,11 +238,8 @@ def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Con
       init_image: starting image when ``config.init`` is an image file.
     """
     module = module or VGG19(pooling=config.pooling)
-    layers = config.content_layers + config.style_layers
-    features_fn = make_features_fn(params, layers, module, preprocessing)
-    targets = jax.jit(compute_targets, static_argnums=(0, 3, 4))(
-        features_fn, jnp.asarray(content), jnp.asarray(style), config.content_layers, config.style_layers)
-    loss_fn = make_loss_fn(features_fn, targets)
+    loss_fn = build_loss_fn(params, content, style, config.content_layers, config.style_layers,
+                            module, preprocessing)
     x0 = initial_pixels(init_image if init_image is not None else config.init, content, style,
                         config.seed, config.noise_amplitude)
     weights = config.loss_weights()

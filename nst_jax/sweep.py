@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from nst_jax import optimize
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
-from nst_jax.stylize import INITS, Config, compute_targets, make_features_fn, make_loss_fn, white_noise
+from nst_jax.stylize import INITS, Config, best_image, build_loss_fn, white_noise
 from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing
 
 GRID_AXIS = "grid"
@@ -266,25 +266,15 @@ class Sweeper:
         self.mesh = mesh or default_mesh()
         self.iterations = iterations
         self.settings = settings
-        layers = tuple(content_layers) + tuple(style_layers)
-        content_layers, style_layers = tuple(content_layers), tuple(style_layers)
-        self.content_layers, self.style_layers = content_layers, style_layers
+        self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
         module = self.module = module or VGG19()
         replicated = functools.partial(_place, self.mesh, spec=PartitionSpec())
         self._grid_sharding = NamedSharding(self.mesh, PartitionSpec(GRID_AXIS))
         self.content = replicated(np.asarray(content, np.float32))
         # Initialisation from the style image starts from it at the content's size.
         self.style_start = replicated(resize_to(np.asarray(style, np.float32), content.shape[:2]))
-        # The weights and the targets are compile-time constants (host arrays, so every
-        # process embeds the same): XLA folds the kernels' layout changes into them. As
-        # arguments, one loss+gradient evaluation at 64 px took 0.14 s instead of 0.09 s.
-        params = jax.tree_util.tree_map(np.asarray, params)
-        features_fn = make_features_fn(params, layers, module, preprocessing)
-        targets = jax.jit(compute_targets, static_argnums=(0, 3, 4))(
-            features_fn, np.asarray(content, np.float32), np.asarray(style, np.float32),
-            content_layers, style_layers)
-        targets = jax.tree_util.tree_map(np.asarray, targets)
-        loss_fn = make_loss_fn(features_fn, targets)
+        loss_fn = build_loss_fn(params, content, style, content_layers, style_layers, module,
+                                preprocessing)
 
         def start(content, style_start, point):
             fun = functools.partial(loss_fn, weights=point.weights)
@@ -484,9 +474,7 @@ def run_grid(content: np.ndarray, style: np.ndarray, params, grid: Grid, *,
 
 def _results(sweeper: Sweeper, grid: Grid, indices: list[int], points: Point,
              state: optimize.OptimizeState, status: str | None) -> list[PointResult]:
-    best = jnp.where(jnp.isfinite(state.best_value)[:, None, None, None], state.best_pixels,
-                     state.pixels)
-    best = jnp.clip(best, 0.0, 1.0)
+    best = best_image(state)
     total, terms = sweeper.terms(best, points)
     host = to_host({"image": best, "total": total, "terms": terms, "trace": state.trace.value,
                     "iteration": state.iteration, "evaluations": state.evaluations,
