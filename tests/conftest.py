@@ -43,6 +43,18 @@ def tiny_params():
     return make_tiny_params()
 
 
+@pytest.fixture
+def image_files(tmp_path):
+    """(content.png 48x40, style.jpg 36x36) of random pixels, for the command-line tests."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    content, style = tmp_path / "content.png", tmp_path / "style.jpg"
+    Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(content)
+    Image.fromarray((rng.random((36, 36, 3)) * 255).astype(np.uint8)).save(style)
+    return content, style
+
+
 def _real_weights_path() -> pathlib.Path | None:
     from nst_jax.weights import default_weights_path
 

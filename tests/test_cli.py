@@ -38,21 +38,11 @@ def assert_one_line_error(code, err, *needles):
         assert needle.lower() in lines[0].lower(), (needle, lines[0])
 
 
-@pytest.fixture
-def pictures(tmp_path):
-    rng = np.random.default_rng(0)
-    content = tmp_path / "content.png"
-    Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(content)
-    style = tmp_path / "style.jpg"
-    Image.fromarray((rng.random((36, 36, 3)) * 255).astype(np.uint8)).save(style)
-    return content, style
-
-
 # --- runs on the real weights -------------------------------------------------------
 
 
-def test_end_to_end_writes_png_with_parameters(real_weights, pictures, tmp_path, capsys):
-    content, style = pictures
+def test_end_to_end_writes_png_with_parameters(real_weights, image_files, tmp_path, capsys):
+    content, style = image_files
     out = tmp_path / "out.png"
     code, stdout, err = run_cli(["--content", content, "--style", style, "--output", out, *FAST,
                                  "--beta", "100", "--seed", "7"], capsys)
@@ -70,8 +60,8 @@ def test_end_to_end_writes_png_with_parameters(real_weights, pictures, tmp_path,
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs-jaxopt", "adam"])
-def test_other_optimizers_and_options(real_weights, pictures, tmp_path, capsys, optimizer):
-    content, style = pictures
+def test_other_optimizers_and_options(real_weights, image_files, tmp_path, capsys, optimizer):
+    content, style = image_files
     out = tmp_path / "o.png"
     code, _, err = run_cli(["--content", content, "--style", style, "--output", out, *FAST,
                             "--optimizer", optimizer, "--pooling", "max", "--init", "content",
@@ -82,8 +72,8 @@ def test_other_optimizers_and_options(real_weights, pictures, tmp_path, capsys, 
     assert out.is_file()
 
 
-def test_save_every_and_init_from_file(real_weights, pictures, tmp_path, capsys):
-    content, style = pictures
+def test_save_every_and_init_from_file(real_weights, image_files, tmp_path, capsys):
+    content, style = image_files
     out = tmp_path / "run.png"
     code, _, err = run_cli(["--content", content, "--style", style, "--output", out,
                             "--size", "32", "--iterations", "4", "--save-every", "2",
@@ -110,8 +100,8 @@ def test_odd_image_modes_are_accepted(real_weights, tmp_path, capsys):
         assert code == 0, err
 
 
-def test_nonfinite_loss_stops_keeps_an_image_and_says_so(real_weights, pictures, tmp_path, capsys):
-    content, style = pictures
+def test_nonfinite_loss_stops_keeps_an_image_and_says_so(real_weights, image_files, tmp_path, capsys):
+    content, style = image_files
     out = tmp_path / "nan.png"
     code, _, err = run_cli(["--content", content, "--style", style, "--output", out, *FAST,
                             "--alpha", "1e38"], capsys)
@@ -121,10 +111,10 @@ def test_nonfinite_loss_stops_keeps_an_image_and_says_so(real_weights, pictures,
     assert images.read_png_metadata(out)["nst_jax:status"] == "nonfinite"
 
 
-def test_ctrl_c_saves_the_current_image(real_weights, pictures, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_saves_the_current_image(real_weights, image_files, tmp_path, capsys, monkeypatch):
     from nst_jax import stylize
 
-    content, style = pictures
+    content, style = image_files
     real_step = stylize.Stylization.step
     calls = []
 
@@ -156,8 +146,8 @@ def wait_for_line(proc, needle: str, timeout: float = 240) -> str:
     pytest.fail(f"no line with {needle!r}: {seen}")
 
 
-def test_real_sigint_in_a_subprocess(real_weights, pictures, tmp_path):
-    content, style = pictures
+def test_real_sigint_in_a_subprocess(real_weights, image_files, tmp_path):
+    content, style = image_files
     out = tmp_path / "sig.png"
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "stylize.py"), "--content", str(content), "--style",
@@ -176,7 +166,7 @@ def test_real_sigint_in_a_subprocess(real_weights, pictures, tmp_path):
 # --- bad input: one line, non-zero, nothing written ---------------------------------
 
 
-def _bad(tmp_path, capsys, args, *needles, pictures=None):
+def _bad(tmp_path, capsys, args, *needles, image_files=None):
     out = tmp_path / "never.png"
     code, _, err = run_cli([*args, "--output", out, *FAST] if "--output" not in args else [*args, *FAST], capsys)
     assert_one_line_error(code, err, *needles)
@@ -185,25 +175,25 @@ def _bad(tmp_path, capsys, args, *needles, pictures=None):
     return err
 
 
-def test_missing_content_file(tmp_path, capsys, pictures):
-    _, style = pictures
+def test_missing_content_file(tmp_path, capsys, image_files):
+    _, style = image_files
     _bad(tmp_path, capsys, ["--content", tmp_path / "nope.jpg", "--style", style], "nope.jpg")
 
 
-def test_directory_instead_of_file(tmp_path, capsys, pictures):
-    content, _ = pictures
+def test_directory_instead_of_file(tmp_path, capsys, image_files):
+    content, _ = image_files
     _bad(tmp_path, capsys, ["--content", content, "--style", tmp_path], str(tmp_path))
 
 
-def test_not_an_image(tmp_path, capsys, pictures):
-    content, _ = pictures
+def test_not_an_image(tmp_path, capsys, image_files):
+    content, _ = image_files
     text = tmp_path / "notes.jpg"
     text.write_text("hello, not a picture\n")
     _bad(tmp_path, capsys, ["--content", content, "--style", text], "notes.jpg")
 
 
-def test_truncated_jpeg(tmp_path, capsys, pictures):
-    _, style = pictures
+def test_truncated_jpeg(tmp_path, capsys, image_files):
+    _, style = image_files
     whole = tmp_path / "whole.jpg"
     Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(whole, quality=95)
     cut = tmp_path / "cut.jpg"
@@ -211,8 +201,8 @@ def test_truncated_jpeg(tmp_path, capsys, pictures):
     _bad(tmp_path, capsys, ["--content", cut, "--style", style], "cut.jpg")
 
 
-def test_decompression_bomb(tmp_path, capsys, pictures, monkeypatch):
-    content, _ = pictures
+def test_decompression_bomb(tmp_path, capsys, image_files, monkeypatch):
+    content, _ = image_files
     bomb = tmp_path / "bomb.png"
     Image.new("1", (400, 400)).save(bomb)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # 160000 px > 2x the limit
@@ -220,59 +210,59 @@ def test_decompression_bomb(tmp_path, capsys, pictures, monkeypatch):
 
 
 @pytest.mark.parametrize("layers_flag", ["--content-layers", "--style-layers"])
-def test_unknown_layer_name(tmp_path, capsys, pictures, layers_flag):
-    content, style = pictures
+def test_unknown_layer_name(tmp_path, capsys, image_files, layers_flag):
+    content, style = image_files
     _bad(tmp_path, capsys, ["--content", content, "--style", style, layers_flag, "conv4_2,conv7_1"], "conv7_1")
 
 
-def test_layer_weights_count_mismatch(tmp_path, capsys, pictures):
-    content, style = pictures
+def test_layer_weights_count_mismatch(tmp_path, capsys, image_files):
+    content, style = image_files
     _bad(tmp_path, capsys, ["--content", content, "--style", style, "--style-layer-weights", "1,2"],
          "style layer weights")
 
 
 @pytest.mark.parametrize("size", ["0", "-5", "100000"])
-def test_bad_size(tmp_path, capsys, pictures, size):
-    content, style = pictures
+def test_bad_size(tmp_path, capsys, image_files, size):
+    content, style = image_files
     code, _, err = run_cli(["--content", content, "--style", style, "--output", tmp_path / "x.png",
                             "--iterations", "1", "--size", size], capsys)
     assert_one_line_error(code, err, "size")
     assert not (tmp_path / "x.png").exists()
 
 
-def test_image_too_thin_for_vgg(tmp_path, capsys, pictures):
-    _, style = pictures
+def test_image_too_thin_for_vgg(tmp_path, capsys, image_files):
+    _, style = image_files
     thin = tmp_path / "thin.png"
     Image.new("RGB", (400, 10)).save(thin)
     _bad(tmp_path, capsys, ["--content", thin, "--style", style], "at least 16")
 
 
 @pytest.mark.parametrize("where", ["missing_dir", "is_dir", "not_png"])
-def test_unwritable_output(tmp_path, capsys, pictures, where):
-    content, style = pictures
+def test_unwritable_output(tmp_path, capsys, image_files, where):
+    content, style = image_files
     target = {"missing_dir": tmp_path / "no" / "such" / "dir" / "o.png", "is_dir": tmp_path,
               "not_png": tmp_path / "o.gif"}[where]
     code, _, err = run_cli(["--content", content, "--style", style, "--output", target, *FAST], capsys)
     assert_one_line_error(code, err, str(target))
 
 
-def test_corrupt_weights_file(tmp_path, capsys, pictures):
-    content, style = pictures
+def test_corrupt_weights_file(tmp_path, capsys, image_files):
+    content, style = image_files
     junk = tmp_path / "junk.h5"
     junk.write_bytes(os.urandom(4096))
     _bad(tmp_path, capsys, ["--content", content, "--style", style, "--weights", junk], "junk.h5")
 
 
-def test_missing_weights_file(tmp_path, capsys, pictures):
-    content, style = pictures
+def test_missing_weights_file(tmp_path, capsys, image_files):
+    content, style = image_files
     _bad(tmp_path, capsys, ["--content", content, "--style", style, "--weights", tmp_path / "none.h5"],
          "none.h5")
 
 
-def test_wrong_shaped_weights_file(real_weights, tmp_path, capsys, pictures):
+def test_wrong_shaped_weights_file(real_weights, tmp_path, capsys, image_files):
     from nst_jax import weights
 
-    content, style = pictures
+    content, style = image_files
     bad = tmp_path / "bad.h5"
     real = weights.default_weights_path()
     with h5py.File(real, "r") as src, h5py.File(bad, "w") as dst:
@@ -286,8 +276,8 @@ def test_wrong_shaped_weights_file(real_weights, tmp_path, capsys, pictures):
     _bad(tmp_path, capsys, ["--content", content, "--style", style, "--weights", bad], "bad.h5")
 
 
-def test_bad_numbers(tmp_path, capsys, pictures):
-    content, style = pictures
+def test_bad_numbers(tmp_path, capsys, image_files):
+    content, style = image_files
     for flags, needle in ((["--iterations", "0"], "iterations"), (["--ratio", "-1"], "ratio"),
                           (["--beta", "nan"], "beta"), (["--learning-rate", "0"], "learning-rate")):
         code, _, err = run_cli(["--content", content, "--style", style, "--output", tmp_path / "n.png",

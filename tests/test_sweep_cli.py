@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
-from PIL import Image
 import pytest
 
 from nst_jax import images, sweep_cli
@@ -18,23 +16,14 @@ from tests.test_cli import assert_one_line_error, wait_for_line
 FAST = ["--size", "32", "--iterations", "3"]
 
 
-@pytest.fixture
-def pictures(tmp_path):
-    rng = np.random.default_rng(0)
-    content, style = tmp_path / "content.png", tmp_path / "style.jpg"
-    Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(content)
-    Image.fromarray((rng.random((36, 36, 3)) * 255).astype(np.uint8)).save(style)
-    return content, style
-
-
 def run_sweep(args, capsys):
     code = sweep_cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_grid_writes_pngs_curves_sheet_and_tables(real_weights, pictures, tmp_path, capsys):
-    content, style = pictures
+def test_grid_writes_pngs_curves_sheet_and_tables(real_weights, image_files, tmp_path, capsys):
+    content, style = image_files
     out = tmp_path / "grid"
     code, stdout, err = run_sweep(["--content", content, "--style", style, "--output-dir", out,
                                    *FAST, "--ratios", "1e-4,10", "--content-layers",
@@ -91,8 +80,8 @@ def test_style_layer_sets_and_weights_parse():
     assert sweep_cli.make_grid(args).configs[0].style_layer_weights == (1.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def test_real_sigint_keeps_the_finished_chunks(real_weights, pictures, tmp_path):
-    content, style = pictures
+def test_real_sigint_keeps_the_finished_chunks(real_weights, image_files, tmp_path):
+    content, style = image_files
     out = tmp_path / "int"
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "sweep.py"), "--content", str(content), "--style",
@@ -119,8 +108,8 @@ def test_real_sigint_keeps_the_finished_chunks(real_weights, pictures, tmp_path)
     (["--tolerance", "2"], ["tolerance"]),
     (["--style-layer-weights", "1,2"], ["2 style layer weights", "5 style layers"]),
 ])
-def test_bad_flags_one_line(flags, needles, pictures, tmp_path, capsys):
-    content, style = pictures
+def test_bad_flags_one_line(flags, needles, image_files, tmp_path, capsys):
+    content, style = image_files
     out = tmp_path / "never"
     code, _, err = run_sweep(["--content", content, "--style", style, "--output-dir", out, *FAST,
                               *flags], capsys)
@@ -128,8 +117,8 @@ def test_bad_flags_one_line(flags, needles, pictures, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_unwritable_output_dir(pictures, tmp_path, capsys):
-    content, style = pictures
+def test_unwritable_output_dir(image_files, tmp_path, capsys):
+    content, style = image_files
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = run_sweep(["--content", content, "--style", style, "--output-dir",
