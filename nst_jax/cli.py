@@ -16,6 +16,7 @@ import numpy as np
 
 from nst_jax import images, optimize
 from nst_jax.errors import NSTError
+from nst_jax.vgg import DTYPES
 
 EXIT_ERROR = 2
 EXIT_NONFINITE = 3
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     net = p.add_argument_group("network")
     net.add_argument("--pooling", choices=("avg", "max"), default=defaults.pooling,
                      help="pooling in VGG19 (the paper uses avg)")
+    add_compute_flags(net)
     net.add_argument("--normalize-network", action="store_true",
                      help="rescale VGG filters so each has mean activation 1 over the content and "
                           "style images (paper §2)")
@@ -161,7 +163,8 @@ def _config(args):
         content_layers=args.content_layers, style_layers=args.style_layers,
         content_layer_weights=args.content_layer_weights,
         style_layer_weights=args.style_layer_weights, alpha=alpha, beta=beta,
-        tv_weight=args.tv_weight, pooling=args.pooling, init=init, seed=args.seed,
+        tv_weight=args.tv_weight, pooling=args.pooling, remat=args.remat,
+        precision=args.precision, init=init, seed=args.seed,
         noise_amplitude=args.noise_amplitude,
         iterations=args.iterations,
         optimizer=optimize.Settings(method=args.optimizer, learning_rate=args.learning_rate,
@@ -180,6 +183,16 @@ def check_sizes_and_iterations(args) -> None:
 def check_tolerance(tolerance: float) -> None:
     if not (np.isfinite(tolerance) and 0 <= tolerance < 1):
         raise NSTError(f"--tolerance must be a number in [0, 1), got {tolerance}")
+
+
+def add_compute_flags(group) -> None:
+    """``--remat`` and ``--precision`` (memory and speed of the network; stylize and sweep)."""
+    group.add_argument("--remat", action="store_true",
+                       help="recompute VGG activations in the backward pass: less memory for "
+                            "large images, about 1.3x the time per evaluation (see README)")
+    group.add_argument("--precision", choices=DTYPES, default="float32",
+                       help="compute dtype of the convolutions (bfloat16: see README's "
+                            "performance section before using it)")
 
 
 def config_dict(config) -> dict:
@@ -239,11 +252,11 @@ def run(args) -> int:
     import jax.numpy as jnp
 
     from nst_jax import stylize, weights
-    from nst_jax.vgg import VGG19, normalize_params, preprocess
+    from nst_jax.vgg import normalize_params, preprocess
 
     weights_path = pathlib.Path(args.weights) if args.weights else weights.ensure_weights(log=log)
     params, preprocessing = weights.load_params(weights_path)
-    module = VGG19(pooling=config.pooling)
+    module = config.network()
     if args.normalize_network:
         batch = jnp.stack([jnp.asarray(content), jnp.asarray(images.resize_to(style, content.shape[:2]))])
         params = normalize_params(module, params, preprocess(batch, preprocessing))

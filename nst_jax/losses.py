@@ -42,8 +42,13 @@ def content_loss(features: jax.Array, content_features: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(jnp.square(features - content_features))
 
 
+@jax.custom_vjp
 def style_layer_loss(features: jax.Array, style_gram: jax.Array) -> jax.Array:
     """Eq. 4: ``E_l = 1 / (4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2``.
+
+    Its gradient is eq. 6, ``dE_l/dF^l = (F^l)^T (G^l - A^l) / (N_l^2 M_l^2)`` where
+    ``F^l > 0`` (the ReLU's mask is applied by the network's own backward pass):
+    one matrix product, where automatic differentiation of ``F^T F`` makes two.
 
     Args:
       features: ``(H, W, N_l)`` activations of the generated image.
@@ -51,10 +56,29 @@ def style_layer_loss(features: jax.Array, style_gram: jax.Array) -> jax.Array:
     Returns:
       a scalar.
     """
+    return _style_layer_loss_fwd(features, style_gram)[0]
+
+
+def _style_layer_loss_fwd(features, style_gram):
     height, width, channels = features.shape
-    m = height * width
+    scale = 1.0 / (channels**2 * (height * width) ** 2)
     diff = gram_matrix(features) - style_gram
-    return jnp.sum(jnp.square(diff)) / (4.0 * channels**2 * m**2)
+    return 0.25 * scale * jnp.sum(jnp.square(diff)), (features, diff)
+
+
+def _style_layer_loss_bwd(residuals, cotangent):
+    features, diff = residuals
+    height, width, channels = features.shape
+    scale = 1.0 / (channels**2 * (height * width) ** 2)
+    flat = features.reshape(-1, channels)
+    # G - A is symmetric when A^l is a Gram matrix; symmetrising keeps the gradient exact for any A.
+    symmetric = 0.5 * (diff + diff.T) * (cotangent * scale).astype(diff.dtype)
+    d_features = (flat @ symmetric).reshape(features.shape)
+    # eq. 6 has no term for A^l, a constant; its cotangent (for completeness) is -dE/dG.
+    return d_features, -0.5 * scale * cotangent * diff
+
+
+style_layer_loss.defvjp(_style_layer_loss_fwd, _style_layer_loss_bwd)
 
 
 def style_loss(features: Mapping[str, jax.Array], style_grams: Mapping[str, jax.Array],

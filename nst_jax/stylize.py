@@ -16,7 +16,8 @@ import numpy as np
 from nst_jax import optimize
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights, Targets, gram_matrix, total_loss
-from nst_jax.vgg import CAFFE, VGG, VGG19, Preprocessing, check_layers, layer_names, preprocess
+from nst_jax.vgg import (CAFFE, DTYPES, VGG, VGG19, Preprocessing, check_layers, layer_names,
+                         preprocess)
 
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -37,6 +38,11 @@ class Config:
       alpha / beta: eq. 7's weights of the content and the style loss.
       tv_weight: weight of the total-variation regulariser (0: off, as in the paper).
       pooling: ``'avg'`` (paper) or ``'max'``.
+      remat: recompute each VGG block's activations in the backward pass instead
+        of keeping them (less memory, about one more forward pass per evaluation).
+      precision: ``'float32'`` (default) or ``'bfloat16'`` (the convolutions in
+        bfloat16; the losses and the optimiser stay float32). See the README's
+        performance section for the speed and loss measured with each.
       init: ``'noise'`` (white noise, paper), ``'content'``, ``'style'``, or
         ``'image'`` (an image given to :func:`prepare` as ``init_image``).
       seed: seed of the white-noise initialisation.
@@ -56,6 +62,8 @@ class Config:
     beta: float = 1e3
     tv_weight: float = 0.0
     pooling: str = "avg"
+    remat: bool = False
+    precision: str = "float32"
     init: str = "noise"
     seed: int = 0
     noise_amplitude: float = 0.1
@@ -82,6 +90,13 @@ class Config:
             raise NSTError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)} or an image file")
         if self.pooling not in ("avg", "max"):
             raise NSTError(f"unknown pooling {self.pooling!r}; choose 'avg' or 'max'")
+        if self.precision not in DTYPES:
+            raise NSTError(f"unknown precision {self.precision!r}; choose {' or '.join(DTYPES)}")
+
+    def network(self) -> VGG:
+        """The VGG19 module these settings ask for (pooling, remat, precision)."""
+        dtype = None if self.precision == "float32" else self.precision
+        return VGG19(pooling=self.pooling, remat=self.remat, dtype=dtype)
 
     def loss_weights(self) -> LossWeights:
         """The hyper-parameters as the arrays :func:`nst_jax.losses.total_loss` takes."""
@@ -233,11 +248,11 @@ def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Con
         do not depend on it, but the scale of the texture does).
       params: the VGG params tree (``nst_jax.weights.load_params``).
       config: :class:`Config`.
-      module: the VGG module (default VGG19 with ``config.pooling``).
+      module: the VGG module (default ``config.network()``).
       preprocessing: the weights' input preprocessing.
       init_image: starting image when ``config.init`` is an image file.
     """
-    module = module or VGG19(pooling=config.pooling)
+    module = module or config.network()
     loss_fn = build_loss_fn(params, content, style, config.content_layers, config.style_layers,
                             module, preprocessing)
     x0 = initial_pixels(init_image if init_image is not None else config.init, content, style,

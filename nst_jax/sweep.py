@@ -43,7 +43,7 @@ GRID_AXIS = "grid"
 SWEEPABLE = ("ratio", "alpha", "beta", "content_layers", "content_layer_weights", "style_layers",
              "style_layer_weights", "tv_weight", "init", "seed", "noise_amplitude")
 # Config fields that fix the compiled program: every point of a grid shares them.
-STATIC_FIELDS = ("pooling", "iterations", "optimizer")
+STATIC_FIELDS = ("pooling", "remat", "precision", "iterations", "optimizer")
 INIT_CODES = {name: code for code, name in enumerate(INITS)}  # noise 0, content 1, style 2
 
 
@@ -301,7 +301,7 @@ class Sweeper:
         merged = Grid(tuple(c for g in grids for c in g.configs))  # checks the shared fields
         return cls(content, style, params, content_layers=merged.content_layers,
                    style_layers=merged.style_layers, iterations=merged.iterations,
-                   settings=merged.settings, module=module or VGG19(pooling=merged.pooling),
+                   settings=merged.settings, module=module or merged.configs[0].network(),
                    preprocessing=preprocessing, mesh=mesh)
 
     @property
@@ -319,7 +319,9 @@ class Sweeper:
     def check(self, grid: Grid) -> None:
         """:class:`NSTError` unless this Sweeper's program can run ``grid``."""
         mine = {"iterations": self.iterations, "optimizer": self.settings,
-                "pooling": getattr(self.module, "pooling", grid.pooling)}
+                "pooling": getattr(self.module, "pooling", grid.pooling),
+                "remat": getattr(self.module, "remat", grid.configs[0].remat),
+                "precision": getattr(self.module, "dtype", None) or "float32"}
         for name, value in mine.items():
             if getattr(grid.configs[0], name) != value:
                 raise NSTError(f"this sweep was compiled for {name} {value}, the grid has "

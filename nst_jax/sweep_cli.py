@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from nst_jax import images, optimize, plots
-from nst_jax.cli import (EXIT_INTERRUPTED, EXIT_NONFINITE, _floats, _load, check_sizes_and_iterations,
+from nst_jax.cli import (EXIT_INTERRUPTED, EXIT_NONFINITE, _floats, _load, add_compute_flags,
+                         check_sizes_and_iterations,
                          check_tolerance, config_dict, example_path, guarded)
 from nst_jax.errors import NSTError
 from nst_jax.files import atomic_write
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="each point stops once an iteration changes its loss by at most this "
                            "fraction (0 = run every iteration)")
     base.add_argument("--pooling", choices=("avg", "max"), default="avg")
+    add_compute_flags(base)
     base.add_argument("--batch-size", type=int, default=0,
                       help="points per compiled call (0 = the whole grid); lower it when the "
                            "grid does not fit in memory")
@@ -147,7 +149,8 @@ def make_grid(args):
     from nst_jax.stylize import Config
     from nst_jax.sweep import Grid
 
-    base = Config(iterations=args.iterations, pooling=args.pooling,
+    base = Config(iterations=args.iterations, pooling=args.pooling, remat=args.remat,
+                  precision=args.precision,
                   optimizer=optimize.Settings(method=args.optimizer, tolerance=args.tolerance))
     axes = {axis: getattr(args, flag[2:].replace("-", "_")) for flag, axis, _, _ in AXES}
     return Grid.product(base, **{k: v for k, v in axes.items() if v is not None})

@@ -34,6 +34,7 @@ def layer_names(blocks: Sequence[Sequence[int]] = VGG19_BLOCKS) -> tuple[str, ..
 
 LAYER_NAMES: tuple[str, ...] = layer_names()
 POOLINGS = ("avg", "max")
+DTYPES = ("float32", "bfloat16")
 
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
@@ -74,16 +75,31 @@ conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 class Conv3x3(nn.Module):
-    """A 3x3 'SAME' conv layer with bias; params ``kernel (3, 3, Ci, Co)``, ``bias (Co,)``
-    (the layout of ``flax.linen.Conv``)."""
+    """The parameters of a 3x3 'SAME' conv layer with bias: ``kernel (3, 3, Ci, Co)``,
+    ``bias (Co,)`` (the layout of ``flax.linen.Conv``). Called, it returns them;
+    :func:`conv_block` applies them (so a whole block can be rematerialised)."""
 
+    in_features: int
     features: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (3, 3, self.in_features, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return conv3x3(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+        return kernel, bias
+
+
+def conv_block(x: jax.Array, weights: Sequence[tuple[jax.Array, jax.Array]]) -> list[jax.Array]:
+    """One VGG block: ``relu(conv3x3(x) + bias)`` for each ``(kernel, bias)``, in ``x``'s dtype.
+
+    Returns every layer's post-ReLU activations (the last is the block's output).
+    """
+    outputs = []
+    for kernel, bias in weights:
+        x = nn.relu(conv3x3(x, kernel.astype(x.dtype)) + bias.astype(x.dtype))
+        outputs.append(x)
+    return outputs
 
 
 def check_layers(layers: Sequence[str], known: Sequence[str] = LAYER_NAMES) -> tuple[str, ...]:
@@ -107,6 +123,12 @@ class VGG(nn.Module):
       blocks: channels of each 3x3 conv layer, grouped by pooling block.
         ``VGG19_BLOCKS`` is the real network; tests use a few channels.
       pooling: ``'avg'`` (the paper's choice, §2) or ``'max'`` (the original VGG).
+      remat: rematerialise each block in the backward pass (``jax.checkpoint``):
+        only the blocks' inputs and the requested activations are kept for the
+        gradient, trading about one more forward pass for memory.
+      dtype: ``None`` (compute in the input's dtype) or ``'bfloat16'`` (mixed
+        precision: the convolutions in bfloat16, the activations returned in
+        the input's dtype).
 
     Call with ``images`` of shape ``(H, W, 3)`` or ``(N, H, W, 3)``, already
     preprocessed (see :func:`preprocess`), and the tuple of layer names wanted.
@@ -116,31 +138,43 @@ class VGG(nn.Module):
 
     blocks: Sequence[Sequence[int]] = VGG19_BLOCKS
     pooling: str = "avg"
+    remat: bool = False
+    dtype: str | None = None
 
     @nn.compact
     def __call__(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
         if self.pooling not in POOLINGS:
             raise NSTError(f"unknown pooling {self.pooling!r}; choose 'avg' or 'max'")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise NSTError(f"unknown dtype {self.dtype!r}; choose None or {' or '.join(DTYPES)}")
         names = layer_names(self.blocks)
         wanted = set(check_layers(layers, names))
         deepest = max(names.index(name) for name in wanted)
         unbatched = images.ndim == 3
-        x = images[None] if unbatched else images
+        x = (images[None] if unbatched else images).astype(self.dtype or images.dtype)
         pool = nn.avg_pool if self.pooling == "avg" else nn.max_pool
+        block_fn = jax.checkpoint(conv_block) if self.remat else conv_block
         features = {}
-        index = 0
+        first = 0  # index in ``names`` of the block's first layer
+        in_channels = x.shape[-1]
         for b, block in enumerate(self.blocks):
+            if first > deepest:
+                break
             if b > 0:
                 x = pool(x, (2, 2), strides=(2, 2), padding="VALID")
-            for i, channels in enumerate(block):
-                name = f"conv{b + 1}_{i + 1}"
-                x = nn.relu(Conv3x3(channels, name=name)(x))
+            block_names = names[first:min(first + len(block), deepest + 1)]
+            weights = []
+            for name, channels in zip(block_names, block):
+                weights.append(Conv3x3(in_channels, channels, name=name)())
+                in_channels = channels
+            outputs = block_fn(x, weights)
+            for name, activations in zip(block_names, outputs):
                 if name in wanted:
-                    features[name] = x[0] if unbatched else x
-                if index == deepest:
-                    return features
-                index += 1
-        return features  # pragma: no cover - the loop always returns
+                    activations = activations.astype(images.dtype)
+                    features[name] = activations[0] if unbatched else activations
+            x = outputs[-1]
+            first += len(block)
+        return features
 
 
 VGG19 = functools.partial(VGG, blocks=VGG19_BLOCKS)

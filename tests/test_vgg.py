@@ -113,3 +113,42 @@ def test_conv3x3_gradients_are_the_standard_ones():
         theirs = jax.vjp(standard, jnp.asarray(x), jnp.asarray(k))[1](cot)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def _features_and_gradient(module, params, x):
+    names = layer_names(TINY_BLOCKS)[:9]  # up to conv5_1
+
+    def loss(x):
+        features = module.apply(params, x, names)
+        return sum(jnp.sum(jnp.square(v)) for v in features.values()), features
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(x)
+
+
+def test_remat_changes_nothing_but_memory(tiny_params):
+    x = np.random.default_rng(5).normal(size=(2, 20, 28, 3)).astype(np.float32)
+    (v0, f0), g0 = _features_and_gradient(VGG(blocks=TINY_BLOCKS), tiny_params, x)
+    (v1, f1), g1 = _features_and_gradient(VGG(blocks=TINY_BLOCKS, remat=True), tiny_params, x)
+    assert float(v0) > 0 and float(jnp.abs(g0).max()) > 0
+    np.testing.assert_allclose(v1, v0, rtol=1e-6)
+    np.testing.assert_allclose(g1, g0, rtol=1e-5, atol=1e-6 * float(jnp.abs(g0).max()))
+    for name in f0:
+        np.testing.assert_array_equal(f1[name], f0[name])
+
+
+def test_bfloat16_computes_in_bfloat16_and_returns_float32(tiny_params):
+    x = np.random.default_rng(6).normal(size=(20, 28, 3)).astype(np.float32)
+    module = VGG(blocks=TINY_BLOCKS, dtype="bfloat16")
+    jaxpr = str(jax.make_jaxpr(lambda x: module.apply(tiny_params, x, ("conv3_1",)))(x))
+    assert "conv_general_dilated" in jaxpr and "bf16[" in jaxpr
+    (v0, f0), g0 = _features_and_gradient(VGG(blocks=TINY_BLOCKS), tiny_params, x)
+    (v1, f1), g1 = _features_and_gradient(module, tiny_params, x)
+    assert all(v.dtype == jnp.float32 for v in f1.values()) and g1.dtype == jnp.float32
+    # bfloat16 keeps 8 bits of mantissa: close to float32, but not equal.
+    assert 0 < abs(float(v1) - float(v0)) < 0.05 * float(v0)
+    assert float(jnp.linalg.norm(g1 - g0) / jnp.linalg.norm(g0)) < 0.1
+
+
+def test_unknown_dtype_is_a_clear_error(tiny_params):
+    with pytest.raises(NSTError, match="dtype"):
+        VGG(blocks=TINY_BLOCKS, dtype="float16").apply(tiny_params, jnp.ones((16, 16, 3)), ("conv1_1",))
