@@ -1,0 +1,583 @@
+"""Benchmarks of one style transfer: speed, FLOPs, memory, convergence, and a PyTorch baseline.
+
+``scripts/bench.py`` is the command line. Every measurement of one image size
+runs in a fresh subprocess (:func:`worker`), so compile times are cold, peak
+memory (RSS on CPU, the device's peak on an accelerator) belongs to that case
+alone, and one case running out of memory does not end the benchmark.
+
+What is measured, per size (square images, the bundled example pair resized):
+
+- compile time and seconds per loss+gradient evaluation (median after warm-up);
+- the FLOPs of one evaluation (:func:`evaluation_flops`) and the achieved
+  GFLOP/s as a fraction of the machine's float32 matmul peak, which
+  :func:`matmul_peak` measures first;
+- per L-BFGS backend: seconds per iteration, evaluations per iteration, the
+  overhead beyond its evaluations, and the lowest total loss reached within
+  each checkpoint's number of evaluations, every backend from the same white noise;
+- the same with the PyTorch baseline (:mod:`nst_jax.torch_baseline`) when
+  PyTorch is installed, and the parity of the two implementations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nst_jax.errors import NSTError
+
+RESULT_PREFIX = "BENCH-RESULT "
+DEFAULT_SIZES = (128, 256, 512)
+DEFAULT_CHECKPOINTS = (50, 100, 300)
+DEFAULT_BACKENDS = ("lbfgs", "lbfgs-stepwise", "torch")
+
+
+# --- FLOPs -------------------------------------------------------------------------------
+
+def evaluation_flops(height: int, width: int, content_layers: Sequence[str],
+                     style_layers: Sequence[str], blocks: Sequence[Sequence[int]] | None = None
+                     ) -> dict[str, int]:
+    """FLOPs (a multiply-add is 2) of one loss+gradient evaluation with respect to the pixels.
+
+    Counted: the 3x3 convolutions up to the deepest layer used, forward
+    (``2 * h * w * 9 * C_in * C_out`` each) and backward to the input (the same
+    again: the gradient of a convolution with respect to its input is a
+    convolution of the same size; the kernels' gradients are not needed); the
+    Gram matrices of the style layers (``2 * M * N^2``) and their backward
+    (one ``M x N`` by ``N x N`` product each, eq. 6). Elementwise work (ReLU,
+    pooling, the content loss) is not counted: it is memory traffic, not FLOPs.
+    """
+    from nst_jax.vgg import VGG19_BLOCKS, layer_names
+
+    blocks = VGG19_BLOCKS if blocks is None else blocks
+    names = layer_names(blocks)
+    deepest = max(names.index(l) for l in tuple(content_layers) + tuple(style_layers))
+    conv, gram = 0, 0
+    h, w, c_in, index = height, width, 3, 0
+    for b, block in enumerate(blocks):
+        if b > 0:
+            h, w = h // 2, w // 2
+        for c_out in block:
+            if index > deepest:
+                break
+            conv += 2 * h * w * 9 * c_in * c_out
+            if names[index] in style_layers:
+                gram += 2 * h * w * c_out * c_out
+            c_in, index = c_out, index + 1
+    return {"forward": conv + gram, "backward": conv + gram, "total": 2 * (conv + gram)}
+
+
+# --- timing and memory ---------------------------------------------------------------------
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list]:
+    """Median wall time of ``fn()`` (its result blocked on) over ``repeats`` runs after ``warmup``."""
+    import jax
+
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times
+
+
+def matmul_peak(sizes: Sequence[int] = (1024, 2048, 3072), repeats: int = 5) -> dict:
+    """This machine's float32 matmul throughput: jitted ``jnp.dot`` and NumPy, square
+    ``n x n`` matrices; ``peak_gflops`` is the best of them, the denominator of
+    every "fraction of peak" in the benchmark."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    out = {"jax": {}, "numpy": {}}
+    dot = jax.jit(jnp.dot)
+    for n in sizes:
+        a = rng.random((n, n), dtype=np.float32)
+        b = rng.random((n, n), dtype=np.float32)
+        aj, bj = jnp.asarray(a), jnp.asarray(b)
+        flops = 2.0 * n**3
+        out["jax"][str(n)] = flops / median_seconds(lambda: dot(aj, bj), repeats)[0] / 1e9
+        out["numpy"][str(n)] = flops / median_seconds(lambda: a @ b, repeats)[0] / 1e9
+    out["peak_gflops"] = max(v for table in (out["jax"], out["numpy"]) for v in table.values())
+    return out
+
+
+def peak_memory_bytes() -> dict:
+    """Peak resident memory of this process (``ru_maxrss``) and, on an accelerator,
+    the device's peak bytes in use."""
+    import jax
+
+    out = {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        out["device"] = stats.get("peak_bytes_in_use")
+    return out
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import jax
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = jax.devices()[0]
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": device.platform,
+            "device": device.device_kind, "devices": jax.device_count(), "jax": jax.__version__,
+            "python": platform.python_version()}
+
+
+# --- one case, in a worker process ---------------------------------------------------------
+
+def square_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled content and style images resized to ``size x size``."""
+    from nst_jax import images
+    from nst_jax.cli import example_path
+
+    return tuple(images.resize_to(images.load_image(example_path(name)), (size, size))
+                 for name in ("chelsea.jpg", "starry_night.jpg"))
+
+
+def lowest_loss_within(state, evaluations: int) -> float:
+    """Lowest loss a nst_jax run had reached (at the end of an iteration) within
+    ``evaluations`` loss+gradient evaluations (NaN if none)."""
+    count = np.asarray(state.trace.evaluations)
+    value = np.asarray(state.trace.value)
+    ok = (count >= 0) & (count <= evaluations) & np.isfinite(value)
+    return float(value[ok].min()) if ok.any() else float("nan")
+
+
+def _jax_backend(content, style, params, preprocessing, config, x0, evaluations: int,
+                 checkpoints, eval_seconds: float, chunk: int = 5) -> dict:
+    from nst_jax import stylize
+
+    job = stylize.prepare(content, style, params, config, preprocessing=preprocessing,
+                          init_image=x0)
+    start = time.perf_counter()
+    job.step(1)  # compiles
+    jax_block(job.state)
+    compile_and_first = time.perf_counter() - start
+    first_evals, first_iterations = int(job.state.evaluations), int(job.state.iteration)
+    start = time.perf_counter()
+    while int(job.state.evaluations) < evaluations and not job.done:
+        job.step(chunk)
+        jax_block(job.state)
+    seconds = time.perf_counter() - start
+    evals = int(job.state.evaluations) - first_evals
+    iterations = int(job.state.iteration) - first_iterations
+    per_iteration = seconds / max(iterations, 1)
+    return {
+        "first_call_s": compile_and_first, "timed_s": seconds, "iterations": iterations,
+        "evaluations": evals, "s_per_iteration": per_iteration,
+        "evaluations_per_iteration": evals / max(iterations, 1),
+        "s_per_evaluation_in_loop": seconds / max(evals, 1),
+        "overhead": 1.0 - evals * eval_seconds / seconds if seconds > 0 else float("nan"),
+        "loss_after": {str(c): lowest_loss_within(job.state, c) for c in checkpoints},
+    }
+
+
+def jax_block(tree):
+    import jax
+
+    return jax.block_until_ready(tree)
+
+
+def _torch_backend(content, style, params, preprocessing, config, x0, evaluations: int,
+                   checkpoints, repeats: int) -> dict:
+    from nst_jax import torch_baseline as tb
+
+    torch = tb.require_torch()
+    loss = tb.make_loss(params, content, style, config, preprocessing)
+    x = torch.tensor(np.asarray(x0, np.float32), requires_grad=True)
+
+    def evaluate():
+        x.grad = None
+        total = loss(x)[0]
+        total.backward()
+        return total
+
+    eval_seconds, times = median_seconds(evaluate, repeats, warmup=2)
+    run = tb.run_lbfgs(loss, x0, evaluations, config.optimizer.memory_size)
+    return {
+        "s_per_evaluation": eval_seconds, "evaluation_times": times, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "timed_s": run.seconds, "iterations": run.iterations,
+        "evaluations": run.evaluations, "s_per_iteration": run.seconds / max(run.iterations, 1),
+        "evaluations_per_iteration": run.evaluations / max(run.iterations, 1),
+        "s_per_evaluation_in_loop": run.seconds / max(run.evaluations, 1),
+        "overhead": 1.0 - run.evaluations * eval_seconds / run.seconds,
+        "loss_after": {str(c): run.best_within(c) for c in checkpoints},
+    }
+
+
+def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], repeats: int,
+               remat: bool = False, precision: str = "float32", seed: int = 0) -> dict:
+    """Everything measured at one size (runs in the worker process)."""
+    import jax
+
+    from nst_jax import optimize, stylize, weights
+
+    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
+    content, style = square_pair(size)
+    config = stylize.Config(remat=remat, precision=precision, seed=seed,
+                            iterations=max(checkpoints) + 1)
+    loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
+                                    config.style_layers, config.network(), preprocessing)
+    loss_weights = config.loss_weights()
+    value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
+    x0 = np.asarray(stylize.white_noise(seed, content.shape, config.noise_amplitude))
+    start = time.perf_counter()
+    compiled = value_and_grad.lower(x0).compile()
+    compile_s = time.perf_counter() - start
+    eval_s, times = median_seconds(lambda: compiled(x0), repeats)
+    flops = evaluation_flops(size, size, config.content_layers, config.style_layers)
+    result = {
+        "size": size, "remat": remat, "precision": precision, "compile_s": compile_s,
+        "s_per_evaluation": eval_s, "evaluation_times": times, "flops": flops,
+        "gflops_per_s": flops["total"] / eval_s / 1e9, "initial_loss": float(compiled(x0)[0]),
+        "backends": {}, "memory_before_backends": peak_memory_bytes(),
+    }
+    for backend in backends:
+        if backend == "torch":
+            try:
+                result["backends"]["torch"] = _torch_backend(
+                    content, style, params, preprocessing, config, x0, max(checkpoints),
+                    checkpoints, repeats)
+            except NSTError as e:
+                result["backends"]["torch"] = {"error": str(e)}
+            continue
+        run_config = stylize.Config(**{**vars(config), "init": "image",
+                                       "optimizer": optimize.Settings(method=backend)})
+        result["backends"][backend] = _jax_backend(content, style, params, preprocessing,
+                                                   run_config, x0, max(checkpoints), checkpoints,
+                                                   eval_s)
+    result["memory"] = peak_memory_bytes()
+    return result
+
+
+def memory_case(size: int, remat: bool, precision: str = "float32") -> dict:
+    """Compile and run one evaluation at ``size``; peak memory (runs in the worker process)."""
+    import jax
+
+    from nst_jax import stylize, weights
+
+    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
+    content, style = square_pair(size)
+    config = stylize.Config(remat=remat, precision=precision)
+    loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
+                                    config.style_layers, config.network(), preprocessing)
+    loss_weights = config.loss_weights()
+    value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
+    x0 = np.asarray(stylize.white_noise(0, content.shape))
+    start = time.perf_counter()
+    value, _ = jax.block_until_ready(value_and_grad(x0))
+    seconds = time.perf_counter() - start
+    return {"size": size, "remat": remat, "precision": precision, "first_evaluation_s": seconds,
+            "finite": bool(np.isfinite(value)), "memory": peak_memory_bytes()}
+
+
+def parity_case(size: int) -> dict:
+    """Largest relative differences between nst_jax and the PyTorch baseline at ``size``."""
+    from nst_jax import stylize, torch_baseline, weights
+
+    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
+    content, style = square_pair(size)
+    return torch_baseline.parity(params, content, style, stylize.Config(), preprocessing)
+
+
+CASES = {"speed": speed_case, "memory": memory_case, "parity": parity_case}
+
+
+def worker(argv: Sequence[str]) -> int:
+    """``python -m nst_jax.bench KIND JSON-KWARGS``: run one case, print its result as one line."""
+    kind, kwargs = argv[0], json.loads(argv[1])
+    try:
+        result = CASES[kind](**kwargs)
+    except NSTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+def run_in_subprocess(kind: str, timeout: float | None = None, **kwargs) -> dict:
+    """Run one case in a fresh Python process; ``{"error": ...}`` if it failed (e.g. out of memory)."""
+    command = [sys.executable, "-m", "nst_jax.bench", kind, json.dumps(kwargs)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**kwargs, "error": f"timed out after {timeout:.0f} s"}
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    if done.returncode < 0:
+        tail = f"killed by signal {-done.returncode} (out of memory?)"
+    return {**kwargs, "error": tail}
+
+
+# --- the whole benchmark ---------------------------------------------------------------------
+
+def largest_size(points: Sequence[dict], limit_bytes: float, remat: bool, timeout: float | None,
+                 log: Callable[[str], None], step: int = 64) -> dict:
+    """The largest square size whose evaluation stays within ``limit_bytes`` of peak RSS.
+
+    Peak RSS is close to affine in the pixel count, so a line through the
+    measured ``points`` predicts the size; that size (a multiple of ``step``)
+    is then run, and lowered by 10 % until a run fits.
+    """
+    ok = [p for p in points if "error" not in p]
+    if len(ok) < 2:
+        return {"remat": remat, "error": "needs two memory measurements"}
+    pixels = np.array([p["size"] ** 2 for p in ok], np.float64)
+    rss = np.array([p["memory"]["rss"] for p in ok], np.float64)
+    slope, intercept = np.polyfit(pixels, rss, 1)
+    size = int(np.sqrt(max(limit_bytes - intercept, 0) / slope)) // step * step
+    tries = []
+    for _ in range(4):
+        log(f"largest size within {limit_bytes / 2**30:.0f} GiB (remat={remat}): trying {size}")
+        run = run_in_subprocess("memory", timeout=timeout, size=size, remat=remat)
+        tries.append(run)
+        if "error" not in run and run["memory"]["rss"] <= limit_bytes:
+            return {"remat": remat, "size": size, "rss": run["memory"]["rss"],
+                    "predicted_bytes_per_pixel": slope, "tries": tries}
+        size = int(size * 0.9) // step * step
+    return {"remat": remat, "error": "no size fitted", "tries": tries}
+
+
+def run_benchmark(sizes: Sequence[int], backends: Sequence[str], checkpoints: Sequence[int],
+                  repeats: int, precisions: Sequence[str], remat_sizes: Sequence[int],
+                  memory_sizes: Sequence[int], memory_limit_gb: float | None, parity_size: int | None,
+                  timeout: float | None, log: Callable[[str], None] = print) -> dict:
+    """Every case of the benchmark, each in its own process; the JSON-able results."""
+    started = time.time()
+    results = {"machine": machine(), "command": sys.argv, "started": time.strftime(
+        "%Y-%m-%d %H:%M:%S", time.localtime(started))}
+    log("matmul peak ...")
+    results["matmul"] = matmul_peak()
+    log(f"matmul peak {results['matmul']['peak_gflops']:.0f} GFLOP/s")
+    if parity_size:
+        log(f"parity with the PyTorch baseline at {parity_size} px ...")
+        results["parity"] = run_in_subprocess("parity", timeout=timeout, size=parity_size)
+    results["speed"] = []
+    for precision in precisions:
+        for size in sizes:
+            # Variants of the default (bfloat16) run the first backend only: their question
+            # is speed and final loss, not the comparison of optimisers.
+            chosen = list(backends) if precision == "float32" else [b for b in backends if b != "torch"][:1]
+            log(f"{size} px, {precision}, backends {','.join(chosen)} ...")
+            case = run_in_subprocess("speed", timeout=timeout, size=size, backends=chosen,
+                                     checkpoints=list(checkpoints), repeats=repeats,
+                                     precision=precision)
+            results["speed"].append(case)
+            log(summary_line(case))
+    for size in remat_sizes:
+        log(f"{size} px with --remat ...")
+        case = run_in_subprocess("speed", timeout=timeout, size=size, backends=[],
+                                 checkpoints=list(checkpoints), repeats=repeats, remat=True)
+        results["speed"].append(case)
+        log(summary_line(case))
+    results["memory"] = []
+    for remat in (False, True):
+        points = []
+        for size in memory_sizes:
+            log(f"memory at {size} px (remat={remat}) ...")
+            points.append(run_in_subprocess("memory", timeout=timeout, size=size, remat=remat))
+        results["memory"].extend(points)
+        if memory_limit_gb:
+            results.setdefault("largest", []).append(
+                largest_size(points, memory_limit_gb * 2**30, remat, timeout, log))
+    results["seconds"] = time.time() - started
+    return results
+
+
+def summary_line(case: dict) -> str:
+    if "error" in case:
+        return f"  failed: {case['error']}"
+    parts = [f"  compile {case['compile_s']:.1f} s, {case['s_per_evaluation']:.3f} s/evaluation, "
+             f"{case['gflops_per_s']:.0f} GFLOP/s"]
+    for name, run in case["backends"].items():
+        if "error" in run:
+            parts.append(f"{name}: {run['error']}")
+        else:
+            parts.append(f"{name}: {run['s_per_iteration']:.3f} s/iteration, loss "
+                         + ", ".join(f"{v:.4g}" for v in run["loss_after"].values()))
+    return "; ".join(parts)
+
+
+def _gb(n) -> str:
+    return f"{n / 2**30:.2f}" if n is not None else "-"
+
+
+def markdown(results: dict) -> str:
+    """The benchmark's tables (the README's performance section quotes them)."""
+    m = results["machine"]
+    peak = results["matmul"]["peak_gflops"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']} ({m['device']}), "
+             f"jax {m['jax']}; float32 matmul peak {peak:.0f} GFLOP/s "
+             f"(best of jnp.dot and NumPy, {', '.join(results['matmul']['jax'])} squared).", ""]
+    speed = [c for c in results["speed"] if "error" not in c]
+    lines += ["| size | precision | remat | compile s | s / evaluation | GFLOP / evaluation | "
+              "GFLOP/s | of peak | torch s / evaluation | speed-up vs torch | peak RSS GiB (nst_jax) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in speed:
+        t_eval = c["backends"].get("torch", {}).get("s_per_evaluation")
+        torch_cells = (f"{t_eval:.3f} | {t_eval / c['s_per_evaluation']:.2f}x" if t_eval else "- | -")
+        lines.append(
+            f"| {c['size']} | {c['precision']} | {'yes' if c['remat'] else 'no'} | {c['compile_s']:.1f} | "
+            f"{c['s_per_evaluation']:.3f} | {c['flops']['total'] / 1e9:.1f} | {c['gflops_per_s']:.0f} | "
+            f"{c['gflops_per_s'] / peak:.0%} | {torch_cells} | {_gb(c['memory_before_backends']['rss'])} |")
+    checkpoints = None
+    rows = []
+    for c in speed:
+        for name, run in c["backends"].items():
+            if "error" in run:
+                rows.append(f"| {c['size']} | {name} ({c['precision']}) | {run['error']} |")
+                continue
+            checkpoints = list(run["loss_after"])
+            label = name if c["precision"] == "float32" else f"{name} ({c['precision']})"
+            rows.append(
+                f"| {c['size']} | {label} | "
+                f"{run['s_per_iteration']:.3f} | {run['evaluations_per_iteration']:.2f} | "
+                f"{run['overhead']:.1%} | " + " | ".join(f"{v:.4g}" for v in run["loss_after"].values()) + " |")
+    if rows:
+        lines += ["", "| size | backend | s / iteration | evaluations / iteration | overhead beyond "
+                  "evaluations | " + " | ".join(f"loss after {k} evaluations" for k in checkpoints) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(checkpoints)] + rows
+    memory = results.get("memory", [])
+    if memory:
+        sizes = sorted({p["size"] for p in memory})
+        lines += ["", "| size | peak RSS GiB | with --remat | first evaluation s | with --remat |",
+                  "|---|---|---|---|---|"]
+        for size in sizes:
+            cells = []
+            for remat in (False, True):
+                p = next((p for p in memory if p["size"] == size and p["remat"] == remat), None)
+                cells.append((p or {}).get("error") or _gb(p["memory"]["rss"]) if p else "-")
+            times = []
+            for remat in (False, True):
+                p = next((p for p in memory if p["size"] == size and p["remat"] == remat), None)
+                times.append(f"{p['first_evaluation_s']:.1f}" if p and "error" not in p else "-")
+            lines.append(f"| {size} | {cells[0]} | {cells[1]} | {times[0]} | {times[1]} |")
+    for largest in results.get("largest", []):
+        label = "with --remat" if largest["remat"] else "without remat"
+        if "error" in largest:
+            lines.append(f"\nLargest square size {label}: {largest['error']}.")
+        else:
+            lines.append(f"\nLargest square size within the limit {label}: **{largest['size']} px** "
+                         f"(peak RSS {_gb(largest['rss'])} GiB).")
+    parity = results.get("parity")
+    if parity and "error" not in parity:
+        lines += ["", f"Parity with the PyTorch baseline ({parity.get('size', '')} px): activations "
+                  f"{max(parity['features'].values()):.1e}, losses {max(parity['losses'].values()):.1e}, "
+                  f"gradient {parity['gradient']:.1e} (largest relative differences)."]
+    elif parity:
+        lines += ["", f"Parity: {parity['error']}"]
+    return "\n".join(lines) + "\n"
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    return values
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; :class:`NSTError` if it cannot."""
+    from nst_jax.files import atomic_write
+
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_text(text)
+    except OSError as e:
+        raise NSTError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def check_writable(path: str) -> None:
+    """:class:`NSTError` now, not after an hour of benchmarking, if ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise NSTError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise NSTError(f"cannot write {path}: permission denied")
+
+
+def main(argv=None) -> int:
+    from nst_jax.cli import guarded
+
+    p = argparse.ArgumentParser(description="Benchmark nst_jax (and a PyTorch baseline) on this machine.")
+    p.add_argument("--sizes", type=_ints, default=list(DEFAULT_SIZES), help="square image sizes, px")
+    p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
+                   help="L-BFGS backends to run: nst_jax's lbfgs, lbfgs-stepwise, lbfgs-jaxopt, "
+                        "and torch (the PyTorch baseline, skipped with a note if not installed)")
+    p.add_argument("--checkpoints", type=_ints, default=list(DEFAULT_CHECKPOINTS),
+                   help="report the loss after these numbers of evaluations (the largest is the budget)")
+    p.add_argument("--repeats", type=int, default=5, help="timed evaluations per size (median)")
+    p.add_argument("--precisions", default="float32",
+                   help="float32 and/or bfloat16 (the latter runs the first backend only)")
+    p.add_argument("--remat-sizes", type=_ints, default=[], help="also time these sizes with --remat")
+    p.add_argument("--memory-sizes", type=_ints, default=[],
+                   help="peak memory of one evaluation at these sizes, with and without remat")
+    p.add_argument("--memory-limit-gb", type=float, default=None,
+                   help="find the largest square size whose peak RSS stays within this (needs "
+                        "two --memory-sizes)")
+    p.add_argument("--parity-size", type=int, default=64,
+                   help="check nst_jax against the PyTorch baseline at this size (0: skip)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per case")
+    p.add_argument("--output", default="bench.json", help="JSON results")
+    p.add_argument("--markdown", default=None, help="also write the tables here")
+    args = p.parse_args(argv)
+
+    def run(args):
+        from nst_jax import optimize
+
+        backends = [b for b in args.backends.split(",") if b]
+        unknown = [b for b in backends if b != "torch" and b not in optimize.OPTIMIZERS[:3]]
+        if unknown:
+            raise NSTError(f"unknown backend(s) {', '.join(unknown)}; choose from "
+                           f"{', '.join(optimize.OPTIMIZERS[:3])}, torch")
+        precisions = [q for q in args.precisions.split(",") if q]
+        bad = [q for q in precisions if q not in ("float32", "bfloat16")]
+        if bad or not precisions:
+            raise NSTError(f"--precisions takes float32 and/or bfloat16, got {args.precisions!r}")
+        if not args.sizes or min(args.sizes) < 32 or not args.checkpoints or min(args.checkpoints) < 1:
+            raise NSTError("--sizes must be >= 32 px and --checkpoints >= 1")
+        if args.repeats < 1:
+            raise NSTError(f"--repeats must be >= 1, got {args.repeats}")
+        if args.memory_limit_gb and len(args.memory_sizes) < 2:
+            raise NSTError("--memory-limit-gb needs at least two --memory-sizes")
+        for path in (args.output, args.markdown):
+            if path:
+                check_writable(path)
+        results = run_benchmark(args.sizes, backends, sorted(args.checkpoints), args.repeats,
+                                precisions, args.remat_sizes, args.memory_sizes,
+                                args.memory_limit_gb, args.parity_size, args.timeout,
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
+        if results.get("parity") and "error" not in results["parity"]:
+            results["parity"]["size"] = args.parity_size
+        text = markdown(results)
+        write_text(args.output, json.dumps(results, indent=1))
+        if args.markdown:
+            write_text(args.markdown, text)
+        sys.stdout.write(text)
+        return 0
+
+    return guarded(run, args, started="the benchmark finished")
+
+
+if __name__ == "__main__":
+    sys.exit(worker(sys.argv[1:]))

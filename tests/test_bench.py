@@ -1,0 +1,127 @@
+"""scripts/bench.py (nst_jax.bench): the FLOP count, the largest-size search, the
+flags, and one small end-to-end run on the real weights (the PyTorch baseline
+included when torch is installed)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nst_jax import bench
+from nst_jax.stylize import CONTENT_LAYERS, STYLE_LAYERS
+from nst_jax.vgg import LAYER_NAMES, VGG19_BLOCKS
+from tests.test_cli import assert_one_line_error
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _numpy_flops(size, deepest, style_layers):
+    """An independent count: walk the layers by name, halving the side at each new block."""
+    total_conv, total_gram, channels_in = 0, 0, 3
+    channels = [c for block in VGG19_BLOCKS for c in block]
+    for index, name in enumerate(LAYER_NAMES[:LAYER_NAMES.index(deepest) + 1]):
+        side = size // 2 ** (int(name[4]) - 1)
+        total_conv += 2 * 9 * side * side * channels_in * channels[index]
+        if name in style_layers:
+            total_gram += 2 * side * side * channels[index] ** 2
+        channels_in = channels[index]
+    return total_conv, total_gram
+
+
+def test_flops_of_the_whole_vgg19_are_the_published_ones():
+    # VGG19's 16 conv layers at 224 px: 19.5 G multiply-adds (Simonyan & Zisserman's
+    # network as usually quoted, ~19.6 GFLOPs with the fully connected layers).
+    flops = bench.evaluation_flops(224, 224, ("conv5_4",), ())
+    assert flops["forward"] == pytest.approx(2 * 19.5e9, rel=0.01)
+    assert flops["total"] == 2 * flops["forward"]
+
+
+@pytest.mark.parametrize("size", [64, 200, 512])
+def test_flops_of_the_paper_losses(size):
+    flops = bench.evaluation_flops(size, size, CONTENT_LAYERS, STYLE_LAYERS)
+    conv, gram = _numpy_flops(size, "conv5_1", STYLE_LAYERS)
+    assert gram > 0
+    assert flops["forward"] == flops["backward"] == conv + gram
+    # Only up to the deepest layer used: conv5_2 ... conv5_4 are not computed.
+    assert flops["forward"] < bench.evaluation_flops(size, size, ("conv5_4",), ())["forward"]
+
+
+def test_largest_size_fits_a_line_then_checks_it(monkeypatch):
+    ran = []
+
+    def fake_run(kind, timeout=None, **kwargs):
+        ran.append(kwargs["size"])
+        rss = 1e9 + 300.0 * kwargs["size"] ** 2  # what the line through the points says
+        rss *= 1.05 if kwargs["size"] > 2000 else 1.0  # but a little more up there
+        return {**kwargs, "memory": {"rss": rss}}
+
+    monkeypatch.setattr(bench, "run_in_subprocess", fake_run)
+    points = [{"size": s, "memory": {"rss": 1e9 + 300.0 * s**2}} for s in (512, 1024)]
+    limit = 1e9 + 300.0 * 2500**2
+    found = bench.largest_size(points, limit, remat=False, timeout=None, log=lambda m: None)
+    # 2496 (the multiple of 64 below 2500) is over the limit once measured; 10% less fits.
+    assert ran == [2496, 2240]
+    assert found["size"] == 2240 and found["rss"] <= limit
+    failed = bench.largest_size(points[:1], limit, remat=True, timeout=None, log=lambda m: None)
+    assert "error" in failed
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--backends", "lbfgs,sgd"], "sgd"),
+    (["--precisions", "float16"], "float16"),
+    (["--sizes", "16"], "--sizes"),
+    (["--repeats", "0"], "--repeats"),
+    (["--memory-limit-gb", "20", "--memory-sizes", "512"], "two --memory-sizes"),
+    (["--output", "/no/such/folder/bench.json"], "does not exist"),
+])
+def test_bad_flags_are_one_line_errors_before_any_work(capsys, flags, needle):
+    code = bench.main(flags)
+    assert_one_line_error(code, capsys.readouterr().err, needle)
+
+
+def test_end_to_end_small(tmp_path, real_weights):
+    try:
+        import torch  # noqa: F401
+        has_torch = True
+    except ImportError:
+        has_torch = False
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    command = [sys.executable, str(REPO / "scripts" / "bench.py"), "--sizes", "48",
+               "--checkpoints", "4,8", "--repeats", "2", "--backends", "lbfgs,lbfgs-stepwise,torch",
+               "--memory-sizes", "48,64", "--parity-size", "48", "--output", str(out),
+               "--markdown", str(md)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["matmul"]["peak_gflops"] > 0
+    (case,) = results["speed"]
+    assert "error" not in case, case
+    assert case["flops"] == bench.evaluation_flops(48, 48, CONTENT_LAYERS, STYLE_LAYERS)
+    assert case["s_per_evaluation"] > 0 and case["compile_s"] > 0
+    assert case["gflops_per_s"] == pytest.approx(case["flops"]["total"] / case["s_per_evaluation"] / 1e9)
+    assert case["memory"]["rss"] > 0
+    for name in ("lbfgs", "lbfgs-stepwise") + (("torch",) if has_torch else ()):
+        run = case["backends"][name]
+        assert run["evaluations"] >= 8 and run["iterations"] >= 1, (name, run)
+        after = [run["loss_after"]["4"], run["loss_after"]["8"]]
+        assert np.all(np.isfinite(after)) and after[1] <= after[0] < case["initial_loss"], (name, run)
+        assert run["s_per_iteration"] > 0 and run["overhead"] < 1
+    if has_torch:
+        parity = results["parity"]
+        assert max(parity["features"].values()) < 1e-4 and max(parity["losses"].values()) < 1e-4
+        assert parity["gradient"] < 1e-3
+        # Same start, same losses: the first evaluation agrees.
+    else:
+        assert "not installed" in case["backends"]["torch"]["error"]
+        assert "not installed" in results["parity"]["error"]
+    assert sorted((p["size"], p["remat"]) for p in results["memory"]) == [
+        (48, False), (48, True), (64, False), (64, True)]
+    assert all(p["finite"] and p["memory"]["rss"] > 0 for p in results["memory"])
+    table = md.read_text()
+    assert table == done.stdout
+    assert "| 48 | float32 | no |" in table and "loss after 8 evaluations" in table
+    assert "| 64 |" in table and "Parity" in table
