@@ -241,12 +241,15 @@ def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], r
     start = time.perf_counter()
     compiled = value_and_grad.lower(x0).compile()
     compile_s = time.perf_counter() - start
+    # The machine's speed drifts (shared cores): the peak is measured again next to each case.
+    peak = matmul_peak(sizes=(2048,), repeats=3)["peak_gflops"]
     eval_s, times = median_seconds(lambda: compiled(x0), repeats)
     flops = evaluation_flops(size, size, config.content_layers, config.style_layers)
     result = {
         "size": size, "remat": remat, "precision": precision, "compile_s": compile_s,
         "s_per_evaluation": eval_s, "evaluation_times": times, "flops": flops,
-        "gflops_per_s": flops["total"] / eval_s / 1e9, "initial_loss": float(compiled(x0)[0]),
+        "gflops_per_s": flops["total"] / eval_s / 1e9, "peak_gflops": peak,
+        "initial_loss": float(compiled(x0)[0]),
         "backends": {}, "memory_before_backends": peak_memory_bytes(),
     }
     for backend in backends:
@@ -358,48 +361,56 @@ def largest_size(points: Sequence[dict], limit_bytes: float, remat: bool, timeou
 
 
 def run_benchmark(sizes: Sequence[int], backends: Sequence[str], checkpoints: Sequence[int],
-                  repeats: int, precisions: Sequence[str], remat_sizes: Sequence[int],
+                  repeats: int, remat_sizes: Sequence[int], bfloat16_sizes: Sequence[int],
                   memory_sizes: Sequence[int], memory_limit_gb: float | None, parity_size: int | None,
-                  timeout: float | None, log: Callable[[str], None] = print) -> dict:
-    """Every case of the benchmark, each in its own process; the JSON-able results."""
+                  timeout: float | None, log: Callable[[str], None] = print,
+                  save: Callable[[dict], None] = lambda results: None) -> dict:
+    """Every case of the benchmark, each in its own process; the JSON-able results.
+
+    ``save(results)`` is called after every case, so an interrupted or partly
+    failed benchmark keeps what it measured.
+    """
     started = time.time()
     results = {"machine": machine(), "command": sys.argv, "started": time.strftime(
-        "%Y-%m-%d %H:%M:%S", time.localtime(started))}
+        "%Y-%m-%d %H:%M:%S", time.localtime(started)), "speed": [], "memory": []}
     log("matmul peak ...")
     results["matmul"] = matmul_peak()
     log(f"matmul peak {results['matmul']['peak_gflops']:.0f} GFLOP/s")
     if parity_size:
         log(f"parity with the PyTorch baseline at {parity_size} px ...")
-        results["parity"] = run_in_subprocess("parity", timeout=timeout, size=parity_size)
-    results["speed"] = []
-    for precision in precisions:
-        for size in sizes:
-            # Variants of the default (bfloat16) run the first backend only: their question
-            # is speed and final loss, not the comparison of optimisers.
-            chosen = list(backends) if precision == "float32" else [b for b in backends if b != "torch"][:1]
-            log(f"{size} px, {precision}, backends {','.join(chosen)} ...")
-            case = run_in_subprocess("speed", timeout=timeout, size=size, backends=chosen,
-                                     checkpoints=list(checkpoints), repeats=repeats,
-                                     precision=precision)
-            results["speed"].append(case)
-            log(summary_line(case))
-    for size in remat_sizes:
-        log(f"{size} px with --remat ...")
-        case = run_in_subprocess("speed", timeout=timeout, size=size, backends=[],
-                                 checkpoints=list(checkpoints), repeats=repeats, remat=True)
+        results["parity"] = {"size": parity_size,
+                             **run_in_subprocess("parity", timeout=timeout, size=parity_size)}
+        save(results)
+
+    def speed(size, label, **variant):
+        log(f"{size} px{label} ...")
+        case = run_in_subprocess("speed", timeout=timeout, size=size, checkpoints=list(checkpoints),
+                                 repeats=repeats, **variant)
         results["speed"].append(case)
         log(summary_line(case))
-    results["memory"] = []
+        save(results)
+
+    for size in sizes:
+        speed(size, f", backends {','.join(backends)}", backends=list(backends))
+    for size in remat_sizes:
+        speed(size, " with --remat (evaluations only)", backends=[], remat=True)
     for remat in (False, True):
         points = []
         for size in memory_sizes:
             log(f"memory at {size} px (remat={remat}) ...")
             points.append(run_in_subprocess("memory", timeout=timeout, size=size, remat=remat))
-        results["memory"].extend(points)
+            results["memory"].append(points[-1])
+            save(results)
         if memory_limit_gb:
             results.setdefault("largest", []).append(
                 largest_size(points, memory_limit_gb * 2**30, remat, timeout, log))
+            save(results)
+    # bfloat16 runs the first nst_jax backend only: its question is speed and final loss.
+    first = [b for b in backends if b != "torch"][:1]
+    for size in bfloat16_sizes:
+        speed(size, f", bfloat16, backends {','.join(first)}", backends=first, precision="bfloat16")
     results["seconds"] = time.time() - started
+    save(results)
     return results
 
 
@@ -430,7 +441,7 @@ def markdown(results: dict) -> str:
              f"(best of jnp.dot and NumPy, {', '.join(results['matmul']['jax'])} squared).", ""]
     speed = [c for c in results["speed"] if "error" not in c]
     lines += ["| size | precision | remat | compile s | s / evaluation | GFLOP / evaluation | "
-              "GFLOP/s | of peak | torch s / evaluation | speed-up vs torch | peak RSS GiB (nst_jax) |",
+              "GFLOP/s | of matmul peak (measured beside it) | torch s / evaluation | speed-up vs torch | peak RSS GiB (nst_jax) |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in speed:
         t_eval = c["backends"].get("torch", {}).get("s_per_evaluation")
@@ -438,7 +449,7 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {c['size']} | {c['precision']} | {'yes' if c['remat'] else 'no'} | {c['compile_s']:.1f} | "
             f"{c['s_per_evaluation']:.3f} | {c['flops']['total'] / 1e9:.1f} | {c['gflops_per_s']:.0f} | "
-            f"{c['gflops_per_s'] / peak:.0%} | {torch_cells} | {_gb(c['memory_before_backends']['rss'])} |")
+            f"{c['gflops_per_s'] / c['peak_gflops']:.0%} | {torch_cells} | {_gb(c['memory_before_backends']['rss'])} |")
     checkpoints = None
     rows = []
     for c in speed:
@@ -480,7 +491,7 @@ def markdown(results: dict) -> str:
                          f"(peak RSS {_gb(largest['rss'])} GiB).")
     parity = results.get("parity")
     if parity and "error" not in parity:
-        lines += ["", f"Parity with the PyTorch baseline ({parity.get('size', '')} px): activations "
+        lines += ["", f"Parity with the PyTorch baseline ({parity['size']} px): activations "
                   f"{max(parity['features'].values()):.1e}, losses {max(parity['losses'].values()):.1e}, "
                   f"gradient {parity['gradient']:.1e} (largest relative differences)."]
     elif parity:
@@ -527,9 +538,10 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoints", type=_ints, default=list(DEFAULT_CHECKPOINTS),
                    help="report the loss after these numbers of evaluations (the largest is the budget)")
     p.add_argument("--repeats", type=int, default=5, help="timed evaluations per size (median)")
-    p.add_argument("--precisions", default="float32",
-                   help="float32 and/or bfloat16 (the latter runs the first backend only)")
-    p.add_argument("--remat-sizes", type=_ints, default=[], help="also time these sizes with --remat")
+    p.add_argument("--remat-sizes", type=_ints, default=[],
+                   help="also time evaluations at these sizes with --remat")
+    p.add_argument("--bfloat16-sizes", type=_ints, default=[],
+                   help="also run these sizes with --precision bfloat16 (first nst_jax backend)")
     p.add_argument("--memory-sizes", type=_ints, default=[],
                    help="peak memory of one evaluation at these sizes, with and without remat")
     p.add_argument("--memory-limit-gb", type=float, default=None,
@@ -550,12 +562,9 @@ def main(argv=None) -> int:
         if unknown:
             raise NSTError(f"unknown backend(s) {', '.join(unknown)}; choose from "
                            f"{', '.join(optimize.OPTIMIZERS[:3])}, torch")
-        precisions = [q for q in args.precisions.split(",") if q]
-        bad = [q for q in precisions if q not in ("float32", "bfloat16")]
-        if bad or not precisions:
-            raise NSTError(f"--precisions takes float32 and/or bfloat16, got {args.precisions!r}")
-        if not args.sizes or min(args.sizes) < 32 or not args.checkpoints or min(args.checkpoints) < 1:
-            raise NSTError("--sizes must be >= 32 px and --checkpoints >= 1")
+        every_size = args.sizes + args.remat_sizes + args.bfloat16_sizes + args.memory_sizes
+        if not args.sizes or min(every_size) < 32 or not args.checkpoints or min(args.checkpoints) < 1:
+            raise NSTError("--sizes (and the other sizes) must be >= 32 px and --checkpoints >= 1")
         if args.repeats < 1:
             raise NSTError(f"--repeats must be >= 1, got {args.repeats}")
         if args.memory_limit_gb and len(args.memory_sizes) < 2:
@@ -563,17 +572,16 @@ def main(argv=None) -> int:
         for path in (args.output, args.markdown):
             if path:
                 check_writable(path)
+        def save(results):
+            write_text(args.output, json.dumps(results, indent=1))
+            if args.markdown:
+                write_text(args.markdown, markdown(results))
+
         results = run_benchmark(args.sizes, backends, sorted(args.checkpoints), args.repeats,
-                                precisions, args.remat_sizes, args.memory_sizes,
+                                args.remat_sizes, args.bfloat16_sizes, args.memory_sizes,
                                 args.memory_limit_gb, args.parity_size, args.timeout,
-                                log=lambda m: print(m, file=sys.stderr, flush=True))
-        if results.get("parity") and "error" not in results["parity"]:
-            results["parity"]["size"] = args.parity_size
-        text = markdown(results)
-        write_text(args.output, json.dumps(results, indent=1))
-        if args.markdown:
-            write_text(args.markdown, text)
-        sys.stdout.write(text)
+                                log=lambda m: print(m, file=sys.stderr, flush=True), save=save)
+        sys.stdout.write(markdown(results))
         return 0
 
     return guarded(run, args, started="the benchmark finished")

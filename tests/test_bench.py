@@ -1,6 +1,7 @@
 """scripts/bench.py (nst_jax.bench): the FLOP count, the largest-size search, the
 flags, and one small end-to-end run on the real weights (the PyTorch baseline
 included when torch is installed)."""
+import importlib.util
 import json
 import os
 import pathlib
@@ -71,7 +72,7 @@ def test_largest_size_fits_a_line_then_checks_it(monkeypatch):
 
 @pytest.mark.parametrize("flags,needle", [
     (["--backends", "lbfgs,sgd"], "sgd"),
-    (["--precisions", "float16"], "float16"),
+    (["--bfloat16-sizes", "8"], "--sizes"),
     (["--sizes", "16"], "--sizes"),
     (["--repeats", "0"], "--repeats"),
     (["--memory-limit-gb", "20", "--memory-sizes", "512"], "two --memory-sizes"),
@@ -83,23 +84,26 @@ def test_bad_flags_are_one_line_errors_before_any_work(capsys, flags, needle):
 
 
 def test_end_to_end_small(tmp_path, real_weights):
-    try:
-        import torch  # noqa: F401
-        has_torch = True
-    except ImportError:
-        has_torch = False
+    has_torch = importlib.util.find_spec("torch") is not None
     out, md = tmp_path / "bench.json", tmp_path / "bench.md"
     command = [sys.executable, str(REPO / "scripts" / "bench.py"), "--sizes", "48",
                "--checkpoints", "4,8", "--repeats", "2", "--backends", "lbfgs,lbfgs-stepwise,torch",
-               "--memory-sizes", "48,64", "--parity-size", "48", "--output", str(out),
+               "--memory-sizes", "48,64", "--remat-sizes", "48", "--bfloat16-sizes", "48",
+               "--parity-size", "48", "--output", str(out),
                "--markdown", str(md)]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["matmul"]["peak_gflops"] > 0
-    (case,) = results["speed"]
+    case, remat, bf16 = results["speed"]
     assert "error" not in case, case
+    assert (case["remat"], case["precision"]) == (False, "float32") and case["peak_gflops"] > 0
+    assert remat["remat"] and not remat["backends"]
+    assert remat["initial_loss"] == pytest.approx(case["initial_loss"], rel=1e-5)
+    assert bf16["precision"] == "bfloat16" and list(bf16["backends"]) == ["lbfgs"]
+    # bfloat16 changes the loss a little, not a lot.
+    assert 0 < abs(bf16["initial_loss"] / case["initial_loss"] - 1) < 0.05
     assert case["flops"] == bench.evaluation_flops(48, 48, CONTENT_LAYERS, STYLE_LAYERS)
     assert case["s_per_evaluation"] > 0 and case["compile_s"] > 0
     assert case["gflops_per_s"] == pytest.approx(case["flops"]["total"] / case["s_per_evaluation"] / 1e9)
@@ -123,5 +127,7 @@ def test_end_to_end_small(tmp_path, real_weights):
     assert all(p["finite"] and p["memory"]["rss"] > 0 for p in results["memory"])
     table = md.read_text()
     assert table == done.stdout
-    assert "| 48 | float32 | no |" in table and "loss after 8 evaluations" in table
+    assert "| 48 | float32 | no |" in table and "| 48 | float32 | yes |" in table
+    assert "| 48 | bfloat16 | no |" in table and "lbfgs (bfloat16)" in table
+    assert "loss after 8 evaluations" in table
     assert "| 64 |" in table and "Parity" in table
