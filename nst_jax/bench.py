@@ -487,8 +487,13 @@ def markdown(results: dict) -> str:
         if "error" in largest:
             lines.append(f"\nLargest square size {label}: {largest['error']}.")
         else:
+            above = ""
+            if len(largest["tries"]) > 1:
+                over = largest["tries"][-2]
+                above = (f"; {over['size']} px " + (f"peaked at {_gb(over['memory']['rss'])} GiB"
+                                                    if "error" not in over else f"failed: {over['error']}"))
             lines.append(f"\nLargest square size within the limit {label}: **{largest['size']} px** "
-                         f"(peak RSS {_gb(largest['rss'])} GiB).")
+                         f"(peak RSS {_gb(largest['rss'])} GiB{above}).")
     parity = results.get("parity")
     if parity and "error" not in parity:
         lines += ["", f"Parity with the PyTorch baseline ({parity['size']} px): activations "
