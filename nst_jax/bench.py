@@ -160,39 +160,41 @@ def lowest_loss_within(state, evaluations: int) -> float:
     return float(value[ok].min()) if ok.any() else float("nan")
 
 
+def _run_summary(seconds: float, iterations: int, evaluations: int, eval_seconds: float) -> dict:
+    """The per-iteration figures of an optimisation that took ``seconds`` (any backend)."""
+    return {
+        "timed_s": seconds, "iterations": iterations, "evaluations": evaluations,
+        "s_per_iteration": seconds / max(iterations, 1),
+        "evaluations_per_iteration": evaluations / max(iterations, 1),
+        "s_per_evaluation_in_loop": seconds / max(evaluations, 1),
+        "overhead": 1.0 - evaluations * eval_seconds / seconds if seconds > 0 else float("nan"),
+    }
+
+
 def _jax_backend(content, style, params, preprocessing, config, x0, evaluations: int,
                  checkpoints, eval_seconds: float, chunk: int = 5) -> dict:
+    import jax
+
     from nst_jax import stylize
 
     job = stylize.prepare(content, style, params, config, preprocessing=preprocessing,
                           init_image=x0)
     start = time.perf_counter()
     job.step(1)  # compiles
-    jax_block(job.state)
+    jax.block_until_ready(job.state)
     compile_and_first = time.perf_counter() - start
     first_evals, first_iterations = int(job.state.evaluations), int(job.state.iteration)
     start = time.perf_counter()
     while int(job.state.evaluations) < evaluations and not job.done:
         job.step(chunk)
-        jax_block(job.state)
+        jax.block_until_ready(job.state)
     seconds = time.perf_counter() - start
-    evals = int(job.state.evaluations) - first_evals
-    iterations = int(job.state.iteration) - first_iterations
-    per_iteration = seconds / max(iterations, 1)
     return {
-        "first_call_s": compile_and_first, "timed_s": seconds, "iterations": iterations,
-        "evaluations": evals, "s_per_iteration": per_iteration,
-        "evaluations_per_iteration": evals / max(iterations, 1),
-        "s_per_evaluation_in_loop": seconds / max(evals, 1),
-        "overhead": 1.0 - evals * eval_seconds / seconds if seconds > 0 else float("nan"),
+        "first_call_s": compile_and_first,
+        **_run_summary(seconds, int(job.state.iteration) - first_iterations,
+                       int(job.state.evaluations) - first_evals, eval_seconds),
         "loss_after": {str(c): lowest_loss_within(job.state, c) for c in checkpoints},
     }
-
-
-def jax_block(tree):
-    import jax
-
-    return jax.block_until_ready(tree)
 
 
 def _torch_backend(content, style, params, preprocessing, config, x0, evaluations: int,
@@ -213,30 +215,36 @@ def _torch_backend(content, style, params, preprocessing, config, x0, evaluation
     run = tb.run_lbfgs(loss, x0, evaluations, config.optimizer.memory_size)
     return {
         "s_per_evaluation": eval_seconds, "evaluation_times": times, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "timed_s": run.seconds, "iterations": run.iterations,
-        "evaluations": run.evaluations, "s_per_iteration": run.seconds / max(run.iterations, 1),
-        "evaluations_per_iteration": run.evaluations / max(run.iterations, 1),
-        "s_per_evaluation_in_loop": run.seconds / max(run.evaluations, 1),
-        "overhead": 1.0 - run.evaluations * eval_seconds / run.seconds,
+        "torch": torch.__version__,
+        **_run_summary(run.seconds, run.iterations, run.evaluations, eval_seconds),
         "loss_after": {str(c): run.best_within(c) for c in checkpoints},
     }
+
+
+def _evaluation(size: int, config):
+    """The weights, the square example pair at ``size`` and the jitted loss+gradient
+    of ``config``'s network: what every worker case starts from."""
+    import jax
+
+    from nst_jax import stylize, weights
+
+    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
+    content, style = square_pair(size)
+    loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
+                                    config.style_layers, config.network(), preprocessing)
+    loss_weights = config.loss_weights()
+    value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
+    return params, preprocessing, content, style, value_and_grad
 
 
 def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], repeats: int,
                remat: bool = False, precision: str = "float32", seed: int = 0) -> dict:
     """Everything measured at one size (runs in the worker process)."""
-    import jax
+    from nst_jax import optimize, stylize
 
-    from nst_jax import optimize, stylize, weights
-
-    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
-    content, style = square_pair(size)
     config = stylize.Config(remat=remat, precision=precision, seed=seed,
                             iterations=max(checkpoints) + 1)
-    loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
-                                    config.style_layers, config.network(), preprocessing)
-    loss_weights = config.loss_weights()
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
+    params, preprocessing, content, style, value_and_grad = _evaluation(size, config)
     x0 = np.asarray(stylize.white_noise(seed, content.shape, config.noise_amplitude))
     start = time.perf_counter()
     compiled = value_and_grad.lower(x0).compile()
@@ -274,15 +282,10 @@ def memory_case(size: int, remat: bool, precision: str = "float32") -> dict:
     """Compile and run one evaluation at ``size``; peak memory (runs in the worker process)."""
     import jax
 
-    from nst_jax import stylize, weights
+    from nst_jax import stylize
 
-    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
-    content, style = square_pair(size)
     config = stylize.Config(remat=remat, precision=precision)
-    loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
-                                    config.style_layers, config.network(), preprocessing)
-    loss_weights = config.loss_weights()
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
+    _, _, content, _, value_and_grad = _evaluation(size, config)
     x0 = np.asarray(stylize.white_noise(0, content.shape))
     start = time.perf_counter()
     value, _ = jax.block_until_ready(value_and_grad(x0))

@@ -14,19 +14,11 @@ import sys
 import time
 
 import jax
-import numpy as np
 
 from nst_jax import images, optimize, stylize, weights
+from nst_jax.bench import lowest_loss_within
 from nst_jax.cli import example_path
 from nst_jax.errors import NSTError
-
-
-def loss_after(state: optimize.OptimizeState, evaluations: int) -> float:
-    """Lowest loss the run had reached within ``evaluations`` evaluations (NaN if never)."""
-    count = np.asarray(state.trace.evaluations)
-    value = np.asarray(state.trace.value)
-    ok = (count >= 0) & (count <= evaluations) & np.isfinite(value)
-    return float(value[ok].min()) if ok.any() else float("nan")
 
 
 def main(argv=None) -> int:
@@ -63,7 +55,7 @@ def main(argv=None) -> int:
         state = job.state
         evals = int(state.evaluations)
         iterations = int(state.iteration) - 1
-        cells = " | ".join(f"{loss_after(state, c):.4g}" for c in checkpoints)
+        cells = " | ".join(f"{lowest_loss_within(state, c):.4g}" for c in checkpoints)
         print(f"| {method} | {cells} | {evals} | {seconds / max(iterations, 1):.3f} | "
               f"{seconds / max(evals - first_evals, 1):.3f} |", flush=True)
     return 0
