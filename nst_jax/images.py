@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import struct
 import warnings
 import zlib
@@ -18,8 +19,8 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from nst_jax.errors import NSTError
-from nst_jax.files import atomic_write
+from nst_jax.errors import NSTError, one_line
+from nst_jax.files import atomic_write, check_writable_folder
 
 # The smallest long side we accept: VGG's five 2x2 poolings need 2**4 = 16 px
 # for conv5_x to have at least one pixel.
@@ -37,10 +38,6 @@ _FLOAT_MODES = frozenset({"F"})
 _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
 PathLike = str | os.PathLike
 
-
-def _one_line(error: BaseException) -> str:
-    """The message of ``error`` squeezed onto one line (its type name if empty)."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 # ----------------------------------------------------------------------------- reading
@@ -73,9 +70,13 @@ def _opened(path: pathlib.Path) -> Iterator[Image.Image]:
             with Image.open(path) as img:
                 yield img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Pillow words its warning and its error with different limits (the error's is
+        # twice the warning's); we refuse both, so name the one limit that applies.
+        declared = re.search(r"\((\d+) pixels\)", str(e))
+        size = f" declares {int(declared.group(1)):,} pixels, which" if declared else ""
         raise NSTError(
-            f"refusing to read {path}: {_one_line(e)} Shrink it below "
-            f"{Image.MAX_IMAGE_PIXELS} pixels first"
+            f"refusing to read {path}: it{size} is more than {Image.MAX_IMAGE_PIXELS:,} pixels, "
+            f"the limit that guards against decompression bombs; shrink it below that first"
         ) from e
     except UnidentifiedImageError as e:
         raise NSTError(
@@ -86,7 +87,7 @@ def _opened(path: pathlib.Path) -> Iterator[Image.Image]:
         raise NSTError(f"cannot read {path}: permission denied; check the file's permissions") from e
     except _DECODE_ERRORS as e:
         raise NSTError(
-            f"cannot decode {path}: {_one_line(e)} (the file is truncated or corrupt; "
+            f"cannot decode {path}: {one_line(e)} (the file is truncated or corrupt; "
             f"re-download or re-export it)"
         ) from e
 
@@ -131,7 +132,7 @@ def _to_rgb8(img: Image.Image, path: pathlib.Path) -> Image.Image:
         return img.convert("RGB")
     except ValueError as e:
         raise NSTError(
-            f"cannot convert {path} from colour mode {img.mode} to RGB ({_one_line(e)}); "
+            f"cannot convert {path} from colour mode {img.mode} to RGB ({one_line(e)}); "
             f"convert it to an RGB PNG or JPEG"
         ) from e
 
@@ -301,8 +302,15 @@ def check_output_path(path: PathLike) -> pathlib.Path:
 
     Raises:
       NSTError: the name does not end in .png, it is a directory, or its parent
-        directory is missing, is a file, or is not writable.
+        directory is missing, is a file, or refuses a new file (tried, not
+        asked: ``os.access`` says yes to root everywhere).
     """
+    path = _png_name(path)
+    check_writable_folder(path.parent, path)
+    return path
+
+
+def _png_name(path: PathLike) -> pathlib.Path:
     path = pathlib.Path(path).expanduser()
     if path.is_dir():
         raise NSTError(f"output path {path} is a directory; give a file name ending in .png")
@@ -310,13 +318,6 @@ def check_output_path(path: PathLike) -> pathlib.Path:
         got = repr(path.suffix) if path.suffix else "no suffix"
         example = f"; e.g. {path.with_suffix('.png')}" if path.name else ""
         raise NSTError(f"output file {path} must end in .png (got {got}){example}")
-    parent = path.parent
-    if not parent.exists():
-        raise NSTError(f"cannot write {path}: directory {parent} does not exist; create it first")
-    if not parent.is_dir():
-        raise NSTError(f"cannot write {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise NSTError(f"cannot write {path}: no permission to create files in {parent}")
     return path
 
 
@@ -346,12 +347,12 @@ def save_png(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None
       rgb: float array in [0, 1], (H, W, 3) (or uint8).
       metadata: stored as PNG text chunks, read back by :func:`read_png_metadata`.
     """
-    path = check_output_path(path)
+    path = _png_name(path)  # the folder was checked before the run (check_output_path)
     image = Image.fromarray(to_uint8(rgb))
     info = _png_info(metadata)
     try:
         with atomic_write(path) as tmp, open(tmp, "wb") as f:
             image.save(f, format="PNG", pnginfo=info)
     except OSError as e:
-        raise NSTError(f"cannot write {path}: {e.strerror or _one_line(e)}") from e
+        raise NSTError(f"cannot write {path}: {e.strerror or one_line(e)}") from e
     return path

@@ -12,7 +12,7 @@ and compiles once.
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,32 +82,43 @@ style_layer_loss.defvjp(_style_layer_loss_fwd, _style_layer_loss_bwd)
 
 
 def style_loss(features: Mapping[str, jax.Array], style_grams: Mapping[str, jax.Array],
-               layer_weights: jax.Array, style_layers: Sequence[str]) -> jax.Array:
-    """Eq. 5: ``L_style = sum_l w_l E_l``.
+               layer_weights: Mapping[str, jax.Array]) -> jax.Array:
+    """Eq. 5: ``L_style = sum_l w_l E_l``, over the layers of ``layer_weights``.
 
     Args:
       features: ``{layer: (H, W, N_l)}`` activations of the generated image.
       style_grams: ``{layer: (N_l, N_l)}`` Gram matrices of the style image.
-      layer_weights: ``(len(style_layers),)`` the weights ``w_l``.
-      style_layers: layer names, in the order of ``layer_weights``.
+      layer_weights: ``{layer: w_l}``, scalars. Each weight is tied to its layer
+        by name, so the order of the layers never matters (a dict that went
+        through ``jit`` comes back with sorted keys).
     Returns:
       a scalar.
     """
-    terms = jnp.stack([style_layer_loss(features[l], style_grams[l]) for l in style_layers])
-    return jnp.dot(jnp.asarray(layer_weights, terms.dtype), terms)
+    return _weighted_sum(style_layer_loss, features, style_grams, layer_weights)
 
 
 def weighted_content_loss(features: Mapping[str, jax.Array],
                           content_features: Mapping[str, jax.Array],
-                          layer_weights: jax.Array, content_layers: Sequence[str]) -> jax.Array:
+                          layer_weights: Mapping[str, jax.Array]) -> jax.Array:
     """``sum_l c_l L_content(l)``: eq. 1 summed over content layers with weights ``c_l``.
 
     The paper uses one content layer (``conv4_2``, weight 1). A weight per
     candidate layer makes the choice of layer an array, so a sweep over content
     layers is a ``vmap`` (a weight of 0 switches a layer off).
+
+    Args:
+      features / content_features: ``{layer: (H, W, N_l)}``, ``F^l`` and ``P^l``.
+      layer_weights: ``{layer: c_l}``, scalars (by name, as in :func:`style_loss`).
     """
-    terms = jnp.stack([content_loss(features[l], content_features[l]) for l in content_layers])
-    return jnp.dot(jnp.asarray(layer_weights, terms.dtype), terms)
+    return _weighted_sum(content_loss, features, content_features, layer_weights)
+
+
+def _weighted_sum(loss, features, targets, layer_weights) -> jax.Array:
+    missing = sorted(set(layer_weights) - set(targets))
+    if missing:
+        raise KeyError(f"no target for the weighted layer(s) {', '.join(missing)}")
+    return sum(jnp.asarray(w, jnp.float32) * loss(features[l], targets[l])
+               for l, w in layer_weights.items())
 
 
 def total_variation(image: jax.Array) -> jax.Array:
@@ -131,15 +142,15 @@ class LossWeights(NamedTuple):
     Attributes:
       alpha: scalar, content weight ``α``.
       beta: scalar, style weight ``β``.
-      content_layer_weights: ``(len(content_layers),)``.
-      style_layer_weights: ``(len(style_layers),)``, the paper's ``w_l``.
+      content_layer_weights: ``{layer: scalar}``, one weight per content layer.
+      style_layer_weights: ``{layer: scalar}``, the paper's ``w_l``.
       tv_weight: scalar weight of :func:`total_variation` (0 in the paper).
     """
 
     alpha: jax.Array
     beta: jax.Array
-    content_layer_weights: jax.Array
-    style_layer_weights: jax.Array
+    content_layer_weights: dict[str, jax.Array]
+    style_layer_weights: dict[str, jax.Array]
     tv_weight: jax.Array
 
 
@@ -175,9 +186,8 @@ def total_loss(features: Mapping[str, jax.Array], image: jax.Array, targets: Tar
     Returns:
       ``(total, LossTerms(content, style, tv))``.
     """
-    content = weighted_content_loss(features, targets.content, weights.content_layer_weights,
-                                    tuple(targets.content))
-    style = style_loss(features, targets.style, weights.style_layer_weights, tuple(targets.style))
+    content = weighted_content_loss(features, targets.content, weights.content_layer_weights)
+    style = style_loss(features, targets.style, weights.style_layer_weights)
     tv = total_variation(image)
     total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
     return total, LossTerms(content, style, tv)

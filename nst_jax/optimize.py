@@ -15,6 +15,15 @@ iteration ended on (L-BFGS) or started from (Adam, which evaluates before it
 steps), its ``aux`` and the running count of loss+gradient evaluations. A
 non-finite loss stops the run; the best pixels seen so far (lowest finite
 loss) are always kept in the state.
+
+Box constraints (``Settings.bounds = (lower, upper)``): every backend then
+keeps every point it evaluates, and every point it returns, inside the box, so
+the best point found is a point of the box, not one clipped afterwards.
+``lbfgs-stepwise`` is projected L-BFGS (the search direction is zero for
+variables held at a bound by their gradient, and the line search follows the
+projected path ``clip(x + t d)``); ``adam`` projects after each step; ``lbfgs``
+(optax) and ``lbfgs-jaxopt`` minimise ``fun(clip(z))`` over an unbounded ``z``
+and report ``clip(z)``, since their line searches cannot project.
 """
 from __future__ import annotations
 
@@ -31,7 +40,9 @@ Aux = Any
 LossFn = Callable[[jax.Array], tuple[jax.Array, Aux]]
 
 OPTIMIZERS = ("lbfgs", "lbfgs-stepwise", "lbfgs-jaxopt", "adam")
-DEFAULT_OPTIMIZER = "lbfgs"
+# The lowest loss of the saved image for a given number of evaluations, alone and in a
+# sweep (README, "Optimisers").
+DEFAULT_OPTIMIZER = "lbfgs-stepwise"
 
 
 class Settings(NamedTuple):
@@ -48,6 +59,8 @@ class Settings(NamedTuple):
       tolerance: stop a run once an iteration changes the loss by at most
         ``tolerance * |loss|`` (relative); 0 never stops early. Under ``vmap``
         each run of a grid stops on its own.
+      bounds: ``(lower, upper)``: keep every variable in this box (see the
+        module docstring); ``None``: unconstrained.
     """
 
     method: str = DEFAULT_OPTIMIZER
@@ -55,6 +68,33 @@ class Settings(NamedTuple):
     max_linesearch_steps: int = 20
     learning_rate: float = 0.02
     tolerance: float = 0.0
+    bounds: tuple[float, float] | None = None
+
+
+def _box(settings: Settings) -> tuple[float, float]:
+    return settings.bounds if settings.bounds is not None else (-jnp.inf, jnp.inf)
+
+
+def _reparametrised(fun: LossFn, settings: Settings, backend: Callable[[LossFn], "Solver"]
+                    ) -> "Solver":
+    """``backend`` minimising ``fun(clip(z))`` over an unbounded ``z`` (kept in the
+    solver's state); the points it reports are ``clip(z)``, inside the box."""
+    if settings.bounds is None:
+        return backend(fun)
+    lower, upper = settings.bounds
+    clip = lambda z: jnp.clip(z, lower, upper)  # noqa: E731
+    inner = backend(lambda z: fun(clip(z)))
+
+    def init(x):
+        return (inner.init(x), x)
+
+    def update(x, state):
+        inner_state, z = state
+        z, inner_state, evaluation, evaluations, accepted = inner.update(z, inner_state)
+        evaluation = evaluation._replace(pixels=clip(evaluation.pixels))
+        return clip(z), (inner_state, z), evaluation, evaluations, accepted
+
+    return Solver(init, update, inner.init_evaluations)
 
 
 class Evaluation(NamedTuple):
@@ -86,7 +126,8 @@ def _nan_aux(fun: LossFn, x: jax.Array) -> Aux:
 
 
 def optax_lbfgs(fun: LossFn, settings: Settings) -> Solver:
-    """optax L-BFGS with its zoom line search (the maintained successor of jaxopt).
+    """optax L-BFGS with its zoom line search (the maintained successor of jaxopt);
+    with ``settings.bounds``, of ``fun(clip(z))`` (see the module docstring).
 
     optax's line search takes a plain scalar function, so ``aux`` at the new
     point is not available without another evaluation: the trace holds NaN for
@@ -95,6 +136,10 @@ def optax_lbfgs(fun: LossFn, settings: Settings) -> Solver:
     optimiser state, so no iteration branches on "first call" (a ``cond`` would
     evaluate both sides under ``vmap``).
     """
+    return _reparametrised(fun, settings, functools.partial(_optax_lbfgs, settings=settings))
+
+
+def _optax_lbfgs(fun: LossFn, settings: Settings) -> Solver:
     value_fn = lambda x: fun(x)[0]
     opt = optax.lbfgs(
         memory_size=settings.memory_size,
@@ -156,15 +201,30 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
     ``max_linesearch_steps`` trials the best trial with a decrease is taken
     (or, without one, the memory is cleared and the search restarts along the
     scaled gradient).
+
+    With ``settings.bounds`` it is projected L-BFGS (Bertsekas 1982; Kim, Sra &
+    Dhillon 2010): variables at a bound whose gradient pushes them out are held
+    (their component of the direction is 0), the line search walks the
+    projected path ``phi(t) = fun(clip(x + t d))``, whose slope counts only the
+    variables still inside the box, and the sufficient decrease is measured
+    along the step actually taken, ``grad . (clip(x + t d) - x)``. Should the
+    L-BFGS direction not descend on the free variables, the projected gradient
+    (scaled as optax scales the first step) is used instead.
     """
     memory_fn = optax.scale_by_lbfgs(memory_size=settings.memory_size)
     value_and_grad = jax.value_and_grad(fun, has_aux=True)
     tree_where = lambda c, a, b: jax.tree_util.tree_map(  # noqa: E731
         lambda u, v: jnp.where(c, u, v), a, b)
+    lower, upper = _box(settings)
+    project = lambda x: jnp.clip(x, lower, upper)  # noqa: E731
 
     def direction_from(grad, memory, x):
         precond, memory = memory_fn.update(grad, memory, x)
-        direction = -precond
+        held = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
+        direction = jnp.where(held, 0.0, -precond)
+        steepest = jnp.where(held, 0.0, -grad)
+        steepest = steepest * jnp.minimum(1.0, 1.0 / jnp.linalg.norm(steepest))
+        direction = jnp.where(jnp.vdot(grad, direction) < 0, direction, steepest)
         return direction, jnp.vdot(grad, direction), memory
 
     def line_search_start(x, value, grad, aux, memory):
@@ -177,15 +237,21 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
                     memory=memory)
 
     def init(x):
+        x = project(x)
         (value, aux), grad = value_and_grad(x)
         return StepwiseState(**line_search_start(x, value, grad, aux, memory_fn.init(x)))
 
     def update(x, state):
-        trial = x + state.step * state.direction
+        x = project(x)
+        unprojected = x + state.step * state.direction
+        trial = project(unprojected)
         (value, aux), grad = value_and_grad(trial)
-        slope = jnp.vdot(grad, state.direction)
+        # phi'(t): only the variables the projection does not hold move with t.
+        moving = (unprojected > lower) & (unprojected < upper)
+        slope = jnp.vdot(grad, jnp.where(moving, state.direction, 0.0))
         trials = state.trials + 1
-        decrease = jnp.isfinite(value) & (value <= state.value + c1 * state.step * state.slope)
+        decrease = jnp.isfinite(value) & (
+            value <= state.value + c1 * jnp.vdot(state.grad, trial - x))
         decrease &= value < state.lo_value  # better than the bracket's low end
         curvature = jnp.abs(slope) <= c2 * jnp.abs(state.slope)
         accept = (decrease & curvature) | ~jnp.isfinite(state.value)
@@ -218,7 +284,7 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
         take_lo = out_of_trials & (lo > 0)
         done = accept | out_of_trials
         step_taken = jnp.where(accept, state.step, lo)
-        new_x = jnp.where(done, x + step_taken * state.direction, x)
+        new_x = jnp.where(done, project(x + step_taken * state.direction), x)
         new_value = jnp.where(accept, value, jnp.where(take_lo, lo_value, state.value))
         new_grad = jnp.where(accept, grad, jnp.where(take_lo, lo_grad, state.grad))
         new_aux = tree_where(accept, aux, tree_where(take_lo, lo_aux, state.aux))
@@ -235,7 +301,12 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
 
 
 def jaxopt_lbfgs(fun: LossFn, settings: Settings) -> Solver:
-    """jaxopt L-BFGS with zoom line search (the package is archived; imported only here)."""
+    """jaxopt L-BFGS with zoom line search (the package is archived; imported only here);
+    with ``settings.bounds``, of ``fun(clip(z))`` (see the module docstring)."""
+    return _reparametrised(fun, settings, functools.partial(_jaxopt_lbfgs, settings=settings))
+
+
+def _jaxopt_lbfgs(fun: LossFn, settings: Settings) -> Solver:
     import warnings
 
     with warnings.catch_warnings():
@@ -243,32 +314,46 @@ def jaxopt_lbfgs(fun: LossFn, settings: Settings) -> Solver:
         import jaxopt
 
     # jaxopt's own line-search defaults (zoom, initial step "increase", max step 1)
-    # are kept: a larger max step made its zoom search fail on this problem.
-    solver = jaxopt.LBFGS(fun=fun, has_aux=True, history_size=settings.memory_size,
+    # are kept: a larger max step made its zoom search fail on this problem. Its first
+    # step is the raw gradient times a step of at most 1, which on a style-transfer loss
+    # (gradients of norm 1e8) throws the pixels far away: losses of 1e25, and with a box
+    # every pixel clipped to 0 or 1, where clip's gradient is 0. So the loss it sees is
+    # divided by the first gradient's norm, which makes that step at most 1 long (optax's
+    # L-BFGS caps its first step the same way); the trace records the loss unscaled.
+    def scaled(x, scale):
+        value, aux = fun(x)
+        return scale * value, aux
+
+    solver = jaxopt.LBFGS(fun=scaled, has_aux=True, history_size=settings.memory_size,
                           maxls=settings.max_linesearch_steps, linesearch="zoom",
                           implicit_diff=False)
 
     def init(x):
-        return solver.init_state(x)
+        grad = jax.grad(lambda x: fun(x)[0])(x)
+        scale = 1.0 / jnp.maximum(jnp.linalg.norm(grad), jnp.finfo(grad.dtype).tiny)
+        return solver.init_state(x, scale), scale
 
     def update(x, state):
-        before = state.num_fun_eval
-        x, state = solver.update(x, state)
-        return x, state, Evaluation(x, state.value, state.aux), jnp.asarray(
-            state.num_fun_eval - before, jnp.int32), jnp.bool_(True)
+        inner, scale = state
+        before = inner.num_fun_eval
+        x, inner = solver.update(x, inner, scale)
+        return x, (inner, scale), Evaluation(x, inner.value / scale, inner.aux), jnp.asarray(
+            inner.num_fun_eval - before, jnp.int32), jnp.bool_(True)
 
-    return Solver(init, update, 1)
+    return Solver(init, update, 2)  # the scale's gradient, and jaxopt's first evaluation
 
 
 def adam(fun: LossFn, settings: Settings) -> Solver:
-    """optax Adam; one loss+gradient evaluation per iteration."""
+    """optax Adam; one loss+gradient evaluation per iteration; with ``settings.bounds``,
+    projected onto the box after each step (:func:`optax.projections.projection_box`)."""
     opt = optax.adam(settings.learning_rate)
+    lower, upper = _box(settings)
 
     def update(x, state):
         (value, aux), grad = jax.value_and_grad(fun, has_aux=True)(x)
         updates, state = opt.update(grad, state, x)
-        return (optax.apply_updates(x, updates), state, Evaluation(x, value, aux), jnp.int32(1),
-                jnp.bool_(True))
+        new = optax.projections.projection_box(optax.apply_updates(x, updates), lower, upper)
+        return new, state, Evaluation(x, value, aux), jnp.int32(1), jnp.bool_(True)
 
     return Solver(opt.init, update, 0)
 

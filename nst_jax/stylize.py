@@ -1,110 +1,65 @@
 """Wiring: images + VGG + losses + optimiser into one style transfer (paper §2.3).
 
 Everything a sweep may vary (α, β, layer weights, TV weight, the initial image)
-enters :func:`make_loss_fn` / :func:`run_stylize` as arrays; the layer *names*
-and image sizes are static (they fix the shapes).
+enters :func:`make_loss_fn` / :func:`prepare` as arrays; the layer *names*
+and image sizes are static (they fix the shapes). The settings are a
+:class:`nst_jax.config.Config`; :func:`load_inputs` and :func:`load_network`
+read the files it names.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+import pathlib
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import optimize
+from nst_jax import images, optimize, weights
+from nst_jax.config import CONTENT_LAYERS, INITS, STYLE_LAYERS, Config, ConfigError  # noqa: F401
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights, Targets, gram_matrix, total_loss
-from nst_jax.vgg import (CAFFE, DTYPES, VGG, VGG19, Preprocessing, check_layers, layer_names,
-                         preprocess)
+from nst_jax.vgg import CAFFE, VGG, VGG19, Preprocessing, layer_names, normalize_params, preprocess
 
-CONTENT_LAYERS = ("conv4_2",)
-STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-INITS = ("noise", "content", "style")
+# The box the pixels live in: RGB in [0, 1].
+PIXEL_BOUNDS = (0.0, 1.0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """One style transfer's settings. Defaults are the paper's (§2, §3): content
-    ``conv4_2``; style ``conv1_1`` ... ``conv5_1`` with ``w_l = 1/5``; α/β = 1e-3
-    (Fig. 3's ratio, which also works with these unnormalised weights); average
-    pooling; L-BFGS from white noise.
+def network(config: Config) -> VGG:
+    """The VGG19 module ``config`` asks for (pooling, remat, precision)."""
+    dtype = None if config.precision == "float32" else config.precision
+    return VGG19(pooling=config.pooling, remat=config.remat, dtype=dtype)
 
-    Attributes:
-      content_layers / style_layers: layer names (``conv4_2``; ``conv1_1`` ... ``conv5_1``).
-      content_layer_weights / style_layer_weights: one weight per layer; ``None``
-        means 1 per content layer and ``1/len(style_layers)`` per style layer (paper: w_l = 1/5).
-      alpha / beta: eq. 7's weights of the content and the style loss.
-      tv_weight: weight of the total-variation regulariser (0: off, as in the paper).
-      pooling: ``'avg'`` (paper) or ``'max'``.
-      remat: recompute each VGG block's activations in the backward pass instead
-        of keeping them (less memory, about one more forward pass per evaluation).
-      precision: ``'float32'`` (default) or ``'bfloat16'`` (the convolutions in
-        bfloat16; the losses and the optimiser stay float32). See the README's
-        performance section for the speed and loss measured with each.
-      init: ``'noise'`` (white noise, paper), ``'content'``, ``'style'``, or
-        ``'image'`` (an image given to :func:`prepare` as ``init_image``).
-      seed: seed of the white-noise initialisation.
-      noise_amplitude: the white noise is ``0.5 + noise_amplitude * (U[0, 1] - 0.5)``.
-        The paper gives no amplitude; full-range noise (1.0) leaves high
-        frequencies that the losses barely constrain, visible as grain after a
-        few hundred iterations, so the default is a faint noise (0.1).
-      iterations: optimiser iterations.
-      optimizer: :class:`nst_jax.optimize.Settings`.
+
+def optimizer_settings(config: Config) -> optimize.Settings:
+    """The :class:`nst_jax.optimize.Settings` of ``config`` (pixels kept in [0, 1]
+    unless ``config.bounds == 'none'``)."""
+    return optimize.Settings(method=config.optimizer, learning_rate=config.learning_rate,
+                             tolerance=config.tolerance,
+                             bounds=PIXEL_BOUNDS if config.bounds == "box" else None)
+
+
+def loss_weights(config: Config, content_layers: Sequence[str] | None = None,
+                 style_layers: Sequence[str] | None = None) -> LossWeights:
+    """The hyper-parameters as the arrays :func:`nst_jax.losses.total_loss` takes.
+
+    Each layer weight is keyed by its layer (:meth:`Config.layer_weights`). With
+    ``content_layers`` / ``style_layers`` (a sweep's union of layers) the dicts
+    cover those layers, with weight 0 for the ones ``config`` does not use.
     """
+    f32 = np.float32
 
-    content_layers: tuple[str, ...] = CONTENT_LAYERS
-    style_layers: tuple[str, ...] = STYLE_LAYERS
-    content_layer_weights: tuple[float, ...] | None = None
-    style_layer_weights: tuple[float, ...] | None = None
-    alpha: float = 1.0
-    beta: float = 1e3
-    tv_weight: float = 0.0
-    pooling: str = "avg"
-    remat: bool = False
-    precision: str = "float32"
-    init: str = "noise"
-    seed: int = 0
-    noise_amplitude: float = 0.1
-    iterations: int = 300
-    optimizer: optimize.Settings = optimize.Settings()
+    def spread(kind: str, layers: Sequence[str] | None) -> dict[str, np.ndarray]:
+        own = config.layer_weights(kind)
+        layers = tuple(own) if layers is None else tuple(layers)
+        unknown = sorted(set(own) - set(layers))
+        if unknown:
+            raise NSTError(f"the {kind} layer(s) {', '.join(unknown)} are not among {', '.join(layers)}")
+        return {layer: f32(own.get(layer, 0.0)) for layer in layers}
 
-    def __post_init__(self):
-        check_layers(self.content_layers)
-        check_layers(self.style_layers)
-        for name, weights, layers in (("content", self.content_layer_weights, self.content_layers),
-                                      ("style", self.style_layer_weights, self.style_layers)):
-            if weights is not None and len(weights) != len(layers):
-                raise NSTError(f"{len(weights)} {name} layer weights given for "
-                               f"{len(layers)} {name} layers ({', '.join(layers)})")
-            if weights is not None and not all(np.isfinite(w) and w >= 0 for w in weights):
-                raise NSTError(f"{name} layer weights must be finite and >= 0, got {weights}")
-        for name in ("alpha", "beta", "tv_weight", "noise_amplitude"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                raise NSTError(f"{name} must be a finite number >= 0, got {value}")
-        if self.iterations < 1:
-            raise NSTError(f"iterations must be >= 1, got {self.iterations}")
-        if self.init not in INITS + ("image",):
-            raise NSTError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)} or an image file")
-        if self.pooling not in ("avg", "max"):
-            raise NSTError(f"unknown pooling {self.pooling!r}; choose 'avg' or 'max'")
-        if self.precision not in DTYPES:
-            raise NSTError(f"unknown precision {self.precision!r}; choose {' or '.join(DTYPES)}")
-
-    def network(self) -> VGG:
-        """The VGG19 module these settings ask for (pooling, remat, precision)."""
-        dtype = None if self.precision == "float32" else self.precision
-        return VGG19(pooling=self.pooling, remat=self.remat, dtype=dtype)
-
-    def loss_weights(self) -> LossWeights:
-        """The hyper-parameters as the arrays :func:`nst_jax.losses.total_loss` takes."""
-        content = self.content_layer_weights or (1.0,) * len(self.content_layers)
-        style = self.style_layer_weights or (1.0 / len(self.style_layers),) * len(self.style_layers)
-        f32 = lambda v: jnp.asarray(v, jnp.float32)
-        return LossWeights(f32(self.alpha), f32(self.beta), f32(content), f32(style),
-                           f32(self.tv_weight))
+    return LossWeights(f32(config.alpha), f32(config.beta), spread("content", content_layers),
+                       spread("style", style_layers), f32(config.tv_weight))
 
 
 FeaturesFn = Callable[[jax.Array], dict]
@@ -164,16 +119,20 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray, content_layers
 
 
 def best_image(state: optimize.OptimizeState) -> jax.Array:
-    """The best pixels seen (the current ones if no finite loss yet), clipped to [0, 1];
-    works on one state or a batch of them."""
+    """The best pixels seen (the current ones if no finite loss yet), clipped to [0, 1]
+    (a no-op when the optimiser kept them in the box); one state or a batch of them."""
     finite = jnp.isfinite(state.best_value)[..., None, None, None]
-    return jnp.clip(jnp.where(finite, state.best_pixels, state.pixels), 0.0, 1.0)
+    return jnp.clip(jnp.where(finite, state.best_pixels, state.pixels), *PIXEL_BOUNDS)
 
 
 def white_noise(seed: jax.Array | int, shape: tuple[int, ...],
                 amplitude: jax.Array | float = 0.1) -> jax.Array:
-    """``0.5 + amplitude * (U[0, 1) - 0.5)``: white noise around mid-grey (seed and
-    amplitude may be traced, so a sweep over seeds is a ``vmap``)."""
+    """``0.5 + amplitude * (U[0, 1) - 0.5)``: white noise around mid-grey.
+
+    ``seed`` is an unsigned 32-bit integer (0 to 2**32 - 1; a Python int or a
+    uint32 array give the same noise), and may be traced with ``amplitude``, so a
+    sweep over seeds is a ``vmap``.
+    """
     u = jax.random.uniform(jax.random.key(seed), shape, jnp.float32)
     return 0.5 + amplitude * (u - 0.5)
 
@@ -192,14 +151,83 @@ def initial_pixels(init: str | np.ndarray, content: np.ndarray, style: np.ndarra
         if init == "content":
             return jnp.asarray(content, jnp.float32)
         if init == "style":
-            from nst_jax.images import resize_to
-            return jnp.asarray(resize_to(np.asarray(style), shape[:2]), jnp.float32)
+            return jnp.asarray(images.resize_to(np.asarray(style), shape[:2]), jnp.float32)
         raise NSTError(f"unknown init {init!r}; choose one of {', '.join(INITS)} or an image file")
     init = np.asarray(init, np.float32)
     if init.shape != shape:
-        from nst_jax.images import resize_to
-        init = resize_to(init, shape[:2])
+        init = images.resize_to(init, shape[:2])
     return jnp.asarray(init)
+
+
+class Inputs(NamedTuple):
+    """The images of a run, RGB float32 in [0, 1]: ``content (H, W, 3)`` (the
+    output's size), ``style (H', W', 3)``, and ``init`` (an image file's pixels, or None)."""
+
+    content: np.ndarray
+    style: np.ndarray
+    init: np.ndarray | None
+
+
+def _load_sized(path: str, long_side: int, what: str, field: str) -> np.ndarray:
+    rgb = images.load_image(path, max_side=long_side)
+    if min(rgb.shape[:2]) < images.MIN_SIDE:
+        raise ConfigError(field, f"{long_side} makes the {what} image {path} {rgb.shape[1]}x"
+                                 f"{rgb.shape[0]} px; both sides must be at least "
+                                 f"{images.MIN_SIDE} px (VGG19 pools 4 times before conv5_1): "
+                                 f"raise it")
+    return rgb
+
+
+def load_inputs(config: Config) -> Inputs:
+    """Read the images ``config`` names, resized to ``size`` / ``style_size``.
+
+    Raises:
+      NSTError: a file is missing or unreadable (see :func:`nst_jax.images.load_image`);
+        ConfigError: an image too thin at this size, or an ``init`` that is neither
+        ``noise``, ``content``, ``style`` nor an existing file.
+    """
+    content = _load_sized(config.content, config.size, "content", "size")
+    style_side = config.style_size or config.size
+    style = _load_sized(config.style, style_side, "style",
+                        "style_size" if config.style_size else "size")
+    init = None
+    if config.init_is_file:
+        if not pathlib.Path(config.init).exists():
+            raise ConfigError("init", f"must be {', '.join(INITS)} or an existing image file, "
+                                      f"got {config.init!r}")
+        init = images.load_image(config.init)
+    return Inputs(content, style, init)
+
+
+class Network(NamedTuple):
+    """The VGG module, its params (normalised if asked), the weights' preprocessing,
+    and ``info``: the weights file's provenance (for the output's metadata)."""
+
+    module: VGG
+    params: dict
+    preprocessing: Preprocessing
+    info: dict
+
+
+def load_network(config: Config, content: np.ndarray, style: np.ndarray, *,
+                 log: Callable[[str], object] = lambda message: None) -> Network:
+    """The network of ``config``: its weights file (the default one is converted on
+    first use, see :func:`nst_jax.weight_sources.download.ensure_weights`), normalised on
+    ``content`` and ``style`` when ``config.normalize_network`` (paper §2)."""
+    if config.weights is None:
+        from nst_jax.weight_sources.download import ensure_weights  # downloads only when absent
+
+        path = ensure_weights(log=log)
+    else:
+        path = pathlib.Path(config.weights)
+    params, preprocessing = weights.load_params(path)
+    module = network(config)
+    if config.normalize_network:
+        batch = jnp.stack([preprocess(jnp.asarray(content), preprocessing),
+                           preprocess(jnp.asarray(images.resize_to(style, content.shape[:2])),
+                                      preprocessing)])
+        params = jax.tree_util.tree_map(np.asarray, normalize_params(module, params, batch))
+    return Network(module, params, preprocessing, {"path": str(path), **weights.describe(path)})
 
 
 @dataclasses.dataclass
@@ -229,12 +257,31 @@ class Stylization:
     def terms(self, pixels: jax.Array | None = None) -> tuple[float, LossTerms]:
         """The total loss and its terms at ``pixels`` (default: the current pixels)."""
         pixels = self.state.pixels if pixels is None else pixels
-        total, terms = self._terms(pixels, self.weights)
+        total, terms = self._terms(jnp.asarray(pixels, jnp.float32), self.weights)
         return float(total), LossTerms(*(float(t) for t in terms))
 
+    def latest(self) -> tuple[float, LossTerms]:
+        """The loss and its terms at the end of the last iteration: from the trace where
+        the optimiser recorded them, else (optax's L-BFGS keeps only the total) by a
+        forward pass at the current pixels."""
+        i = int(self.state.iteration) - 1
+        if i >= 0:
+            total = float(self.state.trace.value[i])
+            terms = LossTerms(*(float(t[i]) for t in self.state.trace.aux))
+            if np.isfinite(total) and all(np.isfinite(terms)):
+                return total, terms
+        return self.terms()
+
     def result(self) -> np.ndarray:
-        """The best image so far, RGB float32 in [0, 1] (clipped)."""
+        """The best image so far, RGB float32 in [0, 1]."""
         return np.asarray(best_image(self.state))
+
+    def saved(self) -> tuple[np.ndarray, float, LossTerms]:
+        """``(image, total, terms)`` of what a PNG of :meth:`result` holds: the best
+        image rounded to 8 bits, and the eq. 7 loss of exactly those pixels."""
+        image = images.to_uint8(self.result())
+        total, terms = self.terms(image.astype(np.float32) / 255.0)
+        return image, total, terms
 
 
 def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Config(), *,
@@ -247,27 +294,32 @@ def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Con
       style: RGB float32 in [0, 1], ``(H', W', 3)``; any size (the Gram matrices
         do not depend on it, but the scale of the texture does).
       params: the VGG params tree (``nst_jax.weights.load_params``).
-      config: :class:`Config`.
-      module: the VGG module (default ``config.network()``).
+      config: :class:`nst_jax.config.Config` (its image paths are not read here:
+        see :func:`load_inputs`).
+      module: the VGG module (default :func:`network` of ``config``).
       preprocessing: the weights' input preprocessing.
-      init_image: starting image when ``config.init`` is an image file.
+      init_image: the starting image when ``config.init`` is an image file.
     """
-    module = module or config.network()
+    module = module or network(config)
+    settings = optimizer_settings(config)
     loss_fn = build_loss_fn(params, content, style, config.content_layers, config.style_layers,
                             module, preprocessing)
-    x0 = initial_pixels(init_image if init_image is not None else config.init, content, style,
+    if config.init_is_file and init_image is None:
+        raise NSTError(f"config.init is the file {config.init!r}: pass its pixels as init_image "
+                       "(see load_inputs)")
+    x0 = initial_pixels(init_image if config.init_is_file else config.init, content, style,
                         config.seed, config.noise_amplitude)
-    weights = config.loss_weights()
+    weights_ = loss_weights(config)
 
     def fresh_state(x0, weights):
         fun = lambda x: loss_fn(x, weights)
-        solver = optimize.make_solver(fun, config.optimizer)
+        solver = optimize.make_solver(fun, settings)
         return optimize.init(solver, fun, x0, config.iterations)
 
     def run(state, num_steps, weights):
         fun = lambda x: loss_fn(x, weights)
-        return optimize.run(optimize.make_solver(fun, config.optimizer), state, num_steps,
-                            config.optimizer.tolerance)
+        return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
+                            settings.tolerance)
 
-    state = jax.jit(fresh_state)(x0, weights)
-    return Stylization(config, loss_fn, weights, state, jax.jit(run), jax.jit(loss_fn))
+    state = jax.jit(fresh_state)(x0, weights_)
+    return Stylization(config, loss_fn, weights_, state, jax.jit(run), jax.jit(loss_fn))

@@ -33,35 +33,30 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nst_jax import optimize
+from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
-from nst_jax.stylize import INITS, Config, best_image, build_loss_fn, white_noise
+from nst_jax.stylize import (best_image, build_loss_fn, loss_weights, network, optimizer_settings,
+                             white_noise)
 from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing
 
 GRID_AXIS = "grid"
-# Config fields a sweep may vary ('ratio' sets alpha = ratio, beta = 1, as the CLI's --ratio).
-SWEEPABLE = ("ratio", "alpha", "beta", "content_layers", "content_layer_weights", "style_layers",
-             "style_layer_weights", "tv_weight", "init", "seed", "noise_amplitude")
-# Config fields that fix the compiled program: every point of a grid shares them.
-STATIC_FIELDS = ("pooling", "remat", "precision", "iterations", "optimizer")
 INIT_CODES = {name: code for code, name in enumerate(INITS)}  # noise 0, content 1, style 2
+# SWEEPABLE (the Config fields, and the 'ratio' shorthand, a sweep may vary) and
+# STATIC_FIELDS (those that fix the compiled program) come from nst_jax.config.
+__all__ = ["GRID_AXIS", "INIT_CODES", "SWEEPABLE", "STATIC_FIELDS", "Grid", "Point", "Sweeper",
+           "PointResult", "Progress", "run_grid", "chunks", "initialize_distributed", "to_host"]
 
 
-def _override(name: str, value: Any) -> dict:
-    """The :class:`Config` fields one axis value sets."""
-    if name == "ratio":
-        return {"alpha": float(value), "beta": 1.0}
-    if name in ("content_layers", "style_layers"):
-        layers = (value,) if isinstance(value, str) else tuple(value)
-        # The point's layer weights go back to the default (1 / 1/L) for its own layers.
-        return {name: layers, name[:-1] + "_weights": None}
-    if name in ("content_layer_weights", "style_layer_weights"):
-        return {name: tuple(float(v) for v in value)}
-    if name == "seed":
-        return {name: int(value)}
-    if name == "init":
-        return {name: str(value)}
-    return {name: float(value)}
+def _changes(combination: dict[str, Any]) -> dict[str, Any]:
+    """The :meth:`Config.replace` changes of one point of a product grid. A point that
+    sets its layers without setting their weights gets the default weights (1, or 1/L)
+    for its own layers."""
+    changes = dict(combination)
+    for kind in ("content", "style"):
+        if f"{kind}_layers" in changes and f"{kind}_layer_weights" not in changes:
+            changes[f"{kind}_layer_weights"] = None
+    return changes
 
 
 def _by_depth(layers) -> tuple[str, ...]:
@@ -74,7 +69,7 @@ class Point(NamedTuple):
     Attributes:
       weights: :class:`~nst_jax.losses.LossWeights` over the grid's layers.
       init: ``(N,)`` int32 initialisation code (:data:`INIT_CODES`).
-      seed: ``(N,)`` int32 white-noise seed.
+      seed: ``(N,)`` uint32 white-noise seed (0 to 2**32 - 1, as ``Config.seed``).
       noise_amplitude: ``(N,)`` float32.
     """
 
@@ -108,7 +103,8 @@ class Grid:
                                    f"program): got {getattr(first, name)} and "
                                    f"{getattr(config, name)}; run separate sweeps")
             if config.init not in INIT_CODES:
-                raise NSTError(f"a sweep starts from one of {', '.join(INITS)}, not {config.init!r}")
+                raise ConfigError("init", f"of a sweep must be one of {', '.join(INITS)} (not an "
+                                          f"image file), got {config.init!r}")
         if self.axes and int(np.prod(self.shape)) != len(self.configs):
             raise NSTError(f"axes of shape {self.shape} do not match {len(self.configs)} points")
 
@@ -120,14 +116,11 @@ class Grid:
                 static = " (it fixes the compiled program)" if name in STATIC_FIELDS else ""
                 raise NSTError(f"cannot sweep {name!r}{static}; sweepable: {', '.join(SWEEPABLE)}")
             if len(values) == 0:
-                raise NSTError(f"the sweep axis {name!r} has no values")
+                raise ConfigError(name, "has no values to sweep")
         axes = {name: tuple(values) for name, values in axes.items()}
         configs = []
         for combination in itertools.product(*axes.values()):
-            fields = {}
-            for name, value in zip(axes, combination):
-                fields.update(_override(name, value))
-            configs.append(dataclasses.replace(base, **fields))
+            configs.append(base.replace(**_changes(dict(zip(axes, combination)))))
         return cls(tuple(configs), tuple(axes.items()))
 
     def __len__(self) -> int:
@@ -158,7 +151,7 @@ class Grid:
 
     @property
     def settings(self) -> optimize.Settings:
-        return self.configs[0].optimizer
+        return optimizer_settings(self.configs[0])
 
     @property
     def pooling(self) -> str:
@@ -176,15 +169,9 @@ class Grid:
 
 
 def _point(config: Config, content_layers, style_layers) -> Point:
-    weights = config.loss_weights()
-    spread = lambda layers, own, w: np.asarray(  # noqa: E731
-        [dict(zip(own, np.asarray(w))).get(l, 0.0) for l in layers], np.float32)
-    return Point(
-        LossWeights(np.float32(weights.alpha), np.float32(weights.beta),
-                    spread(content_layers, config.content_layers, weights.content_layer_weights),
-                    spread(style_layers, config.style_layers, weights.style_layer_weights),
-                    np.float32(weights.tv_weight)),
-        np.int32(INIT_CODES[config.init]), np.int32(config.seed), np.float32(config.noise_amplitude))
+    return Point(loss_weights(config, content_layers, style_layers),
+                 np.int32(INIT_CODES[config.init]), np.uint32(config.seed),
+                 np.float32(config.noise_amplitude))
 
 
 def start_pixels(point: Point, content: jax.Array, style: jax.Array) -> jax.Array:
@@ -252,20 +239,20 @@ class Sweeper:
       params: the VGG params tree.
       content_layers / style_layers: the grid's layers (:attr:`Grid.content_layers`).
       iterations: the trace capacity (:attr:`Grid.iterations`).
-      settings: :class:`nst_jax.optimize.Settings`.
+      settings: :class:`nst_jax.optimize.Settings` (default: those of ``Config()``).
       module / preprocessing: the VGG module and the weights' preprocessing.
       mesh: default :func:`default_mesh`.
     """
 
     def __init__(self, content: np.ndarray, style: np.ndarray, params, *,
                  content_layers: Sequence[str], style_layers: Sequence[str], iterations: int,
-                 settings: optimize.Settings = optimize.Settings(), module: VGG | None = None,
+                 settings: optimize.Settings | None = None, module: VGG | None = None,
                  preprocessing: Preprocessing = CAFFE, mesh: Mesh | None = None):
         from nst_jax.images import resize_to
 
         self.mesh = mesh or default_mesh()
         self.iterations = iterations
-        self.settings = settings
+        self.settings = settings = settings or optimizer_settings(Config())
         self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
         module = self.module = module or VGG19()
         replicated = functools.partial(_place, self.mesh, spec=PartitionSpec())
@@ -301,7 +288,7 @@ class Sweeper:
         merged = Grid(tuple(c for g in grids for c in g.configs))  # checks the shared fields
         return cls(content, style, params, content_layers=merged.content_layers,
                    style_layers=merged.style_layers, iterations=merged.iterations,
-                   settings=merged.settings, module=module or merged.configs[0].network(),
+                   settings=merged.settings, module=module or network(merged.configs[0]),
                    preprocessing=preprocessing, mesh=mesh)
 
     @property
@@ -318,14 +305,15 @@ class Sweeper:
 
     def check(self, grid: Grid) -> None:
         """:class:`NSTError` unless this Sweeper's program can run ``grid``."""
-        mine = {"iterations": self.iterations, "optimizer": self.settings,
-                "pooling": getattr(self.module, "pooling", grid.pooling),
-                "remat": getattr(self.module, "remat", grid.configs[0].remat),
-                "precision": getattr(self.module, "dtype", None) or "float32"}
-        for name, value in mine.items():
-            if getattr(grid.configs[0], name) != value:
-                raise NSTError(f"this sweep was compiled for {name} {value}, the grid has "
-                               f"{getattr(grid.configs[0], name)}")
+        first = grid.configs[0]
+        mine = {"iterations": (self.iterations, first.iterations),
+                "optimizer settings": (self.settings, grid.settings),
+                "pooling": (getattr(self.module, "pooling", first.pooling), first.pooling),
+                "remat": (getattr(self.module, "remat", first.remat), first.remat),
+                "precision": (getattr(self.module, "dtype", None) or "float32", first.precision)}
+        for name, (value, wanted) in mine.items():
+            if value != wanted:
+                raise NSTError(f"this sweep was compiled for {name} {value}, the grid has {wanted}")
         missing = (set(grid.content_layers) - set(self.content_layers)) | (
             set(grid.style_layers) - set(self.style_layers))
         if missing:
@@ -357,10 +345,13 @@ class Sweeper:
                 while True:
                     state = self.advance(state, steps_per_call, points)
                     iteration, stopped = to_host((state.iteration, state.nonfinite | state.converged))
+                    finished = stopped | (iteration >= grid.iterations)
                     if on_progress:
+                        done_here = len({i for i, f in zip(indices, finished) if f})
                         on_progress(Progress(number, len(plan), int(iteration.max()), grid.iterations,
-                                             len(results), len(grid), time.monotonic() - started))
-                    if np.all(stopped | (iteration >= grid.iterations)):
+                                             len(results) + done_here, len(grid),
+                                             time.monotonic() - started))
+                    if np.all(finished):
                         break
             except KeyboardInterrupt:
                 status = "interrupted"
@@ -400,7 +391,8 @@ class PointResult:
     Attributes:
       index: position in the grid (row-major over its axes).
       config: the point's :class:`Config`; labels: ``{axis: value}``.
-      image: the best pixels, RGB float32 in [0, 1], ``(H, W, 3)``.
+      image: the best pixels rounded to 8 bits (what a PNG of them holds), RGB float32
+        in [0, 1], ``(H, W, 3)``.
       total / content / style / tv: the loss and its (unweighted) terms at ``image``.
       trace: ``(iterations,)`` total loss per iteration (NaN after the last one).
       iterations / evaluations: iterations run and loss+gradient evaluations made.
@@ -442,7 +434,7 @@ class Progress:
     num_chunks: int
     iteration: int  # the chunk's furthest point
     iterations: int
-    points_done: int  # points of finished chunks
+    points_done: int  # points that have stopped (finished chunks, and this chunk's)
     num_points: int
     seconds: float  # since run_grid started
 
@@ -476,7 +468,8 @@ def run_grid(content: np.ndarray, style: np.ndarray, params, grid: Grid, *,
 
 def _results(sweeper: Sweeper, grid: Grid, indices: list[int], points: Point,
              state: optimize.OptimizeState, status: str | None) -> list[PointResult]:
-    best = best_image(state)
+    # What a PNG holds: the best pixels rounded to 8 bits; the losses are those of these pixels.
+    best = jnp.round(best_image(state) * 255.0) / 255.0
     total, terms = sweeper.terms(best, points)
     host = to_host({"image": best, "total": total, "terms": terms, "trace": state.trace.value,
                     "iteration": state.iteration, "evaluations": state.evaluations,

@@ -1,7 +1,11 @@
 """Benchmark nst_jax on this machine (and a PyTorch baseline, if installed); see README."""
 import sys
 
-from nst_jax.bench import main
+try:  # standard library only; a Ctrl-C during it still gets one line, no traceback
+    from nst_jax.apps.runner import run_tool
+except KeyboardInterrupt:
+    print("error: interrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("nst_jax.apps.bench"))

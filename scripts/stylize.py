@@ -1,7 +1,11 @@
-"""Stylize an image (Gatys et al. 2016). See ``python scripts/stylize.py --help``."""
+"""Stylize an image (Gatys et al. 2016): ``python scripts/stylize.py --help``."""
 import sys
 
-from nst_jax.cli import main
+try:  # standard library only; a Ctrl-C during it still gets one line, no traceback
+    from nst_jax.apps.runner import stylize
+except KeyboardInterrupt:
+    print("error: interrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stylize())

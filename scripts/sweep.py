@@ -1,7 +1,11 @@
-"""Run a grid of style transfers in one compiled call. See ``python scripts/sweep.py --help``."""
+"""Run a grid of style transfers in one compiled call: ``python scripts/sweep.py --help``."""
 import sys
 
-from nst_jax.sweep_cli import main
+try:  # standard library only; a Ctrl-C during it still gets one line, no traceback
+    from nst_jax.apps.runner import sweep
+except KeyboardInterrupt:
+    print("error: interrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sweep())

@@ -1,4 +1,4 @@
-"""scripts/bench.py (nst_jax.bench): the FLOP count, the largest-size search, the
+"""scripts/bench.py (nst_jax.apps.bench): the FLOP count, the largest-size search, the
 flags, and one small end-to-end run on the real weights (the PyTorch baseline
 included when torch is installed)."""
 import importlib.util
@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from nst_jax import bench
+from nst_jax.apps import bench, runner
+from nst_jax.apps.runner import ExitCode
 from nst_jax.stylize import CONTENT_LAYERS, STYLE_LAYERS
 from nst_jax.vgg import LAYER_NAMES, VGG19_BLOCKS
 from tests.test_cli import assert_one_line_error
@@ -77,9 +78,12 @@ def test_largest_size_fits_a_line_then_checks_it(monkeypatch):
     (["--repeats", "0"], "--repeats"),
     (["--memory-limit-gb", "20", "--memory-sizes", "512"], "two --memory-sizes"),
     (["--output", "/no/such/folder/bench.json"], "does not exist"),
+    (["--sizes", "48,x"], "--sizes"),  # argparse's own errors are one line too
+    (["--no-such-flag"], "--no-such-flag"),
 ])
 def test_bad_flags_are_one_line_errors_before_any_work(capsys, flags, needle):
-    code = bench.main(flags)
+    code = runner.launch("nst_jax.apps.bench", flags)
+    assert code == ExitCode.ERROR
     assert_one_line_error(code, capsys.readouterr().err, needle)
 
 

@@ -1,4 +1,5 @@
-"""``scripts/stylize.py``: end to end on the real weights at 32 px, and every bad input.
+"""``scripts/stylize.py`` (``nst_jax.apps.stylize``): end to end on the real weights at 32 px,
+and every bad input.
 
 Each bad input must give one ``error: ...`` line on stderr, a non-zero exit, no
 traceback and no output file.
@@ -16,14 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import cli, images
+from nst_jax import images
+from nst_jax.apps import runner
+from nst_jax.apps.runner import ExitCode
 from tests.conftest import REPO
 
 FAST = ["--size", "32", "--iterations", "3"]
 
 
 def run_cli(args, capsys):
-    code = cli.main([str(a) for a in args])
+    code = runner.launch("nst_jax.apps.stylize", [str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -80,7 +83,8 @@ def test_save_every_and_init_from_file(real_weights, image_files, tmp_path, caps
                             "--init", style], capsys)
     assert code == 0, err
     assert (tmp_path / "run_iter00002.png").is_file()
-    assert images.read_png_metadata(tmp_path / "run_iter00002.png")["nst_jax:iteration"] == "2"
+    snapshot = images.read_png_metadata(tmp_path / "run_iter00002.png")
+    assert snapshot["nst_jax:iterations_done"] == "2" and snapshot["nst_jax:status"] == "running"
     assert out.is_file()
 
 
@@ -105,7 +109,7 @@ def test_nonfinite_loss_stops_keeps_an_image_and_says_so(real_weights, image_fil
     out = tmp_path / "nan.png"
     code, _, err = run_cli(["--content", content, "--style", style, "--output", out, *FAST,
                             "--alpha", "1e38"], capsys)
-    assert code == cli.EXIT_NONFINITE
+    assert code == ExitCode.NONFINITE
     assert "non-finite" in err and "Traceback" not in err
     assert out.is_file()
     assert images.read_png_metadata(out)["nst_jax:status"] == "nonfinite"
@@ -128,8 +132,8 @@ def test_ctrl_c_saves_the_current_image(real_weights, image_files, tmp_path, cap
     out = tmp_path / "int.png"
     code, _, err = run_cli(["--content", content, "--style", style, "--output", out, "--size", "32",
                             "--iterations", "50"], capsys)
-    assert code == cli.EXIT_INTERRUPTED
-    assert "interrupted at iteration 10/50" in err
+    assert code == ExitCode.INTERRUPTED
+    assert "interrupted at iteration 10/50; saved the best image so far" in err
     assert images.read_png_metadata(out)["nst_jax:status"] == "interrupted"
 
 
@@ -157,9 +161,9 @@ def test_real_sigint_in_a_subprocess(real_weights, image_files, tmp_path):
     seen = wait_for_line(proc, "/100000")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == cli.EXIT_INTERRUPTED, seen + err
+    assert proc.returncode == ExitCode.INTERRUPTED, seen + err
     assert "Traceback" not in err
-    assert "saved the current image" in err
+    assert "saved the best image so far" in err and len(err.strip().splitlines()) <= 2
     assert images.read_png_metadata(out)["nst_jax:status"] == "interrupted"
 
 
@@ -218,7 +222,7 @@ def test_unknown_layer_name(tmp_path, capsys, image_files, layers_flag):
 def test_layer_weights_count_mismatch(tmp_path, capsys, image_files):
     content, style = image_files
     _bad(tmp_path, capsys, ["--content", content, "--style", style, "--style-layer-weights", "1,2"],
-         "style layer weights")
+         "--style-layer-weights has 2 weight(s) for 5 style layer(s)")
 
 
 @pytest.mark.parametrize("size", ["0", "-5", "100000"])
@@ -302,6 +306,85 @@ def test_error_in_a_subprocess_has_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "stylize.py"), "--content",
                              str(tmp_path / "missing.png"), "--output", str(tmp_path / "o.png")],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == cli.EXIT_ERROR
+    assert result.returncode == ExitCode.ERROR
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "missing.png" in result.stderr
+
+
+# --- the defects of the foundation issue ---------------------------------------------
+
+
+def _run_ok(args, capsys):
+    code, stdout, err = run_cli([str(a) for a in args], capsys)
+    assert code == 0, err
+    return err
+
+
+def test_the_same_run_twice_writes_the_same_bytes(real_weights, image_files, tmp_path, capsys):
+    """Defect: the PNG stored wall-clock seconds, so identical runs gave different files."""
+    content, style = image_files
+    out = tmp_path / "a.png"
+    written = []
+    for _ in range(2):
+        _run_ok(["--content", content, "--style", style, "--output", out, *FAST, "--seed", "5"], capsys)
+        written.append(out.read_bytes())
+    assert written[0] == written[1]
+
+
+def test_the_reported_loss_is_the_loss_of_the_saved_png(real_weights, image_files, tmp_path, capsys):
+    """Defect: the pixels left [0, 1] and were clipped only when saved, and the final line
+    reported a loss of other pixels than the file's. Now the loss in the metadata and the
+    final line is eq. 7 of exactly the PNG's pixels."""
+    from nst_jax import stylize
+
+    content, style = image_files
+    out = tmp_path / "o.png"
+    err = _run_ok(["--content", content, "--style", style, "--output", out, "--size", "32",
+                   "--iterations", "20", "--beta", "1e4"], capsys)
+    meta = images.read_png_metadata(out)
+    config = stylize.Config(content=str(content), style=str(style), size=32, iterations=20, beta=1e4)
+    inputs = stylize.load_inputs(config)
+    job = stylize.prepare(inputs.content, inputs.style, real_weights[0], config,
+                          preprocessing=real_weights[1])
+    saved = images.load_image(out)  # the 8-bit pixels of the file
+    total, terms = job.terms(saved)
+    assert float(meta["nst_jax:loss_total"]) == pytest.approx(total, rel=1e-5)
+    assert float(meta["nst_jax:loss_style"]) == pytest.approx(terms.style, rel=1e-5)
+    assert f"saved image (8-bit): loss {total:.4g}" in err
+
+
+def test_layer_weights_go_to_the_layers_they_were_given_with(real_weights, image_files, tmp_path,
+                                                             capsys):
+    """Defect: per-layer weights were applied in the layers' sorted order. The same
+    (layer, weight) pairs in another order must give the same run."""
+    content, style = image_files
+    losses = []
+    for layers, weights in (("conv5_1,conv1_1", "0.9,0.1"), ("conv1_1,conv5_1", "0.1,0.9")):
+        out = tmp_path / f"{layers[:7]}.png"
+        content_layers = "conv4_2,conv2_2" if layers.startswith("conv5") else "conv2_2,conv4_2"
+        content_weights = "1,0.25" if layers.startswith("conv5") else "0.25,1"
+        _run_ok(["--content", content, "--style", style, "--output", out, "--size", "48",
+                 "--iterations", "1", "--style-layers", layers, "--style-layer-weights", weights,
+                 "--content-layers", content_layers, "--content-layer-weights", content_weights],
+                capsys)
+        meta = images.read_png_metadata(out)
+        losses.append((float(meta["nst_jax:loss_style"]), float(meta["nst_jax:loss_content"])))
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)
+    assert losses[0][1] == pytest.approx(losses[1][1], rel=1e-4)
+
+
+def test_an_unwritable_folder_is_found_before_the_run_even_as_root(image_files, tmp_path, capsys):
+    """Defect: os.access says yes to root, so --output /proc/x.png ran the whole optimisation
+    first. The folder is now tried (a file created and removed) before anything else."""
+    content, _ = image_files
+    code, _, err = run_cli(["--content", content, "--style", tmp_path / "missing.jpg",
+                            "--output", "/proc/nst_jax_test.png", *FAST], capsys)
+    assert_one_line_error(code, err, "/proc/nst_jax_test.png", "cannot create files in /proc")
+
+
+def test_a_misspelt_init_lists_the_choices(image_files, tmp_path, capsys):
+    content, style = image_files
+    code, _, err = run_cli(["--content", content, "--style", style, "--output", tmp_path / "o.png",
+                            "--init", "nosie", *FAST], capsys)
+    assert_one_line_error(code, err, "--init must be noise, content, style or an existing image "
+                                     "file, got 'nosie'")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import stat
 import struct
 import warnings
@@ -315,7 +316,11 @@ def test_decompression_bomb_error(tmp_path):
     assert path.stat().st_size < 200
     with pytest.raises(NSTError) as excinfo:
         images.load_image(path)
-    assert "decompression bomb" in _check_error(excinfo, path)
+    message = _check_error(excinfo, path)
+    assert "decompression bomb" in message
+    # Defect: the message named two different limits (Pillow's warning and error limits).
+    assert f"declares 400,000,000 pixels, which is more than {Image.MAX_IMAGE_PIXELS:,} pixels" in message
+    assert message.count("pixels") == 2 and str(2 * Image.MAX_IMAGE_PIXELS) not in message
 
 
 def test_decompression_bomb_warning_is_an_error(tmp_path):
@@ -324,7 +329,8 @@ def test_decompression_bomb_warning_is_an_error(tmp_path):
     filters = list(warnings.filters)
     with pytest.raises(NSTError) as excinfo:
         images.load_image(path)
-    assert "decompression bomb" in _check_error(excinfo, path)
+    message = _check_error(excinfo, path)
+    assert f"declares 100,000,000 pixels, which is more than {Image.MAX_IMAGE_PIXELS:,}" in message
     assert warnings.filters == filters  # the filter was local
 
 
@@ -548,14 +554,31 @@ def test_unwritable_output(tmp_path, case):
 
 
 def test_output_permission_denied_simulated(tmp_path, monkeypatch):
-    # Runs as root too: os.access answers as it would for a read-only directory.
-    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    # Runs as root too: creating a file fails as it would in a read-only directory. The
+    # check tries to create one (os.access says yes to root everywhere, /proc included).
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and pathlib.Path(path).parent == tmp_path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
     path = tmp_path / "out.png"
     for call in (lambda: images.check_output_path(path), lambda: images.save_png(path, _random_rgb())):
         with pytest.raises(NSTError) as excinfo:
             call()
-        assert "permission" in _check_error(excinfo, path)
+        assert "permission denied" in _check_error(excinfo, path).lower()
     assert _listing(tmp_path) == []
+
+
+def test_os_access_is_not_trusted(tmp_path, monkeypatch):
+    """As root, os.access says yes for /proc: the check must try instead."""
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: True)
+    with pytest.raises(NSTError, match="cannot create files in /proc"):
+        images.check_output_path("/proc/nst_jax_test.png")
+    images.check_output_path(tmp_path / "fine.png")
+    assert _listing(tmp_path) == []  # the probe file is gone
 
 
 @skip_if_root
@@ -566,7 +589,7 @@ def test_output_permission_denied(tmp_path):
     try:
         with pytest.raises(NSTError) as excinfo:
             images.check_output_path(locked / "out.png")
-        assert "permission" in _check_error(excinfo, locked / "out.png")
+        assert "permission denied" in _check_error(excinfo, locked / "out.png").lower()
     finally:
         locked.chmod(0o700)
 

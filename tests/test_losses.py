@@ -65,15 +65,31 @@ def test_style_layer_loss_normalisation_uses_generated_sizes(rng):
 
 
 def test_style_loss_is_eq5(rng):
-    layers = ("a", "b", "c")
     shapes = {"a": (8, 8, 4), "b": (4, 4, 6), "c": (2, 2, 8)}
     f = {l: feats(rng, s) for l, s in shapes.items()}
     a = {l: ref.gram(feats(rng, s).astype(np.float64)) for l, s in shapes.items()}
-    w = np.array([0.2, 0.5, 0.3], np.float32)
-    got = jax.jit(losses.style_loss, static_argnums=3)(
-        f, {l: v.astype(np.float32) for l, v in a.items()}, w, layers)
-    want = ref.style_loss({l: v.astype(np.float64) for l, v in f.items()}, a, dict(zip(layers, w.astype(float))))
+    w = {"a": 0.2, "b": 0.5, "c": 0.3}
+    got = jax.jit(losses.style_loss)(f, {l: v.astype(np.float32) for l, v in a.items()},
+                                     {l: np.float32(v) for l, v in w.items()})
+    want = ref.style_loss({l: v.astype(np.float64) for l, v in f.items()}, a, w)
     assert got == pytest.approx(want, rel=RTOL)
+
+
+def test_layer_weights_stay_with_their_layers_whatever_the_order(rng):
+    """Each weight is tied to its layer by name: giving the layers in another order (a
+    dict that went through jit comes back sorted) must not move the weights."""
+    shapes = {"conv5_1": (2, 2, 8), "conv1_1": (8, 8, 4)}
+    f = {l: feats(rng, s) for l, s in shapes.items()}
+    a = {l: np.asarray(ref.gram(feats(rng, s).astype(np.float64)), np.float32)
+         for l, s in shapes.items()}
+    deep_first = {"conv5_1": np.float32(0.9), "conv1_1": np.float32(0.1)}
+    shallow_first = {"conv1_1": np.float32(0.1), "conv5_1": np.float32(0.9)}
+    got = [float(jax.jit(losses.style_loss)(f, a, w)) for w in (deep_first, shallow_first)]
+    want = ref.style_loss({l: v.astype(np.float64) for l, v in f.items()}, a,
+                          {"conv1_1": 0.1, "conv5_1": 0.9})
+    assert got[0] == pytest.approx(want, rel=RTOL) and got[1] == pytest.approx(want, rel=RTOL)
+    with pytest.raises(KeyError, match="conv3_1"):
+        losses.style_loss(f, a, {"conv3_1": 1.0})
 
 
 def test_total_variation(rng):
@@ -91,8 +107,9 @@ def _problem(rng):
         style={l: np.asarray(ref.gram(feats(rng, shapes[l]).astype(np.float64)), np.float32)
                for l in style_layers})
     weights = losses.LossWeights(
-        alpha=jnp.float32(1e-3), beta=jnp.float32(2.0), content_layer_weights=jnp.ones(1),
-        style_layer_weights=jnp.array([0.5, 0.5]), tv_weight=jnp.float32(0.1))
+        alpha=jnp.float32(1e-3), beta=jnp.float32(2.0), content_layer_weights={"c1": jnp.float32(1)},
+        style_layer_weights={"s1": jnp.float32(0.5), "s2": jnp.float32(0.5)},
+        tv_weight=jnp.float32(0.1))
     return features, targets, weights, content_layers, style_layers
 
 
@@ -114,7 +131,7 @@ def test_total_loss_is_eq7(rng):
 def test_weighted_content_loss_selects_layers(rng):
     f = {"a": feats(rng, (4, 4, 3)), "b": feats(rng, (2, 2, 3))}
     p = {"a": feats(rng, (4, 4, 3)), "b": feats(rng, (2, 2, 3))}
-    only_b = losses.weighted_content_loss(f, p, jnp.array([0.0, 1.0]), ("a", "b"))
+    only_b = losses.weighted_content_loss(f, p, {"a": 0.0, "b": 1.0})
     assert only_b == pytest.approx(ref.content_loss(f["b"].astype(np.float64), p["b"]), rel=RTOL)
 
 

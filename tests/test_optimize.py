@@ -154,3 +154,71 @@ def test_stepwise_lbfgs_on_a_rosenbrock_valley():
                               optimize.Settings(method="lbfgs-stepwise"))
     assert float(state.best_value) < 1e-8
     np.testing.assert_allclose(state.best_pixels, 1.0, atol=1e-4)
+
+
+# --- box constraints --------------------------------------------------------------------
+
+BOX = (0.0, 1.0)  # TARGET runs from -1 to 2: a third of it lies outside
+
+
+def coupled(x):
+    """A non-separable quadratic: x^T Q x / 2 - b^T x with Q = D + u u^T, its unconstrained
+    minimum outside [0, 1] in most coordinates; aux = nothing (a scalar)."""
+    flat = x.reshape(-1)
+    u = jnp.linspace(0.5, 1.5, flat.size)
+    d = jnp.linspace(1.0, 8.0, flat.size)
+    b = jnp.linspace(-6.0, 12.0, flat.size)
+    value = 0.5 * (jnp.sum(d * flat**2) + jnp.dot(u, flat) ** 2) - jnp.dot(b, flat)
+    return value, {"value": value}
+
+
+def projected_gradient_reference(x0: np.ndarray, steps: int = 20000) -> np.ndarray:
+    """The box-constrained minimum of ``coupled`` by plain projected gradient in float64."""
+    u = np.linspace(0.5, 1.5, x0.size)
+    d = np.linspace(1.0, 8.0, x0.size)
+    b = np.linspace(-6.0, 12.0, x0.size)
+    q = np.diag(d) + np.outer(u, u)
+    step = 1.0 / np.linalg.eigvalsh(q).max()
+    x = x0.reshape(-1).astype(np.float64)
+    for _ in range(steps):
+        x = np.clip(x - step * (q @ x - b), *BOX)
+    return x.reshape(x0.shape)
+
+
+@pytest.mark.parametrize("method,iterations,atol", [
+    ("lbfgs-stepwise", 40, 1e-3), ("lbfgs", 60, 1e-3), ("lbfgs-jaxopt", 60, 1e-3),
+    ("adam", 2000, 2e-2)])
+def test_every_backend_stays_in_the_box_and_finds_the_constrained_minimum(method, iterations, atol):
+    settings = optimize.Settings(method=method, learning_rate=0.02, bounds=BOX)
+    x0 = jnp.full((2, 2, 3), 0.5)
+    minimize = jax.jit(optimize.minimize, static_argnums=(0, 2, 3))
+    # separable: the constrained minimum is the unconstrained one clipped to the box
+    state = minimize(quadratic, x0, iterations, settings)
+    np.testing.assert_allclose(state.best_pixels, np.clip(TARGET, *BOX), atol=atol)
+    for s in (state.pixels, state.best_pixels):
+        assert float(jnp.min(s)) >= 0.0 and float(jnp.max(s)) <= 1.0
+    # non-separable: against projected gradient descent run to convergence (float64); near
+    # the minimum float32 cannot tell points 1e-4 apart, so x is compared to 1e-3
+    state = minimize(coupled, x0, iterations, settings)
+    want = projected_gradient_reference(np.asarray(x0))
+    assert 0 < np.mean((want == 0) | (want == 1)) < 1  # some bounds active, some not
+    np.testing.assert_allclose(state.best_pixels, want, atol=atol)
+    assert float(state.best_value) == pytest.approx(float(coupled(jnp.asarray(want, jnp.float32))[0]),
+                                                    rel=1e-6 if method != "adam" else 1e-3)
+    assert float(jnp.min(state.pixels)) >= 0.0 and float(jnp.max(state.pixels)) <= 1.0
+
+
+def test_the_box_beats_clipping_afterwards():
+    """Clipping the unconstrained minimum is not the constrained minimum of a coupled problem."""
+    x0 = jnp.full((2, 2, 3), 0.5)
+    boxed = optimize.minimize(coupled, x0, 40, optimize.Settings(bounds=BOX))
+    free = optimize.minimize(coupled, x0, 40, optimize.Settings())
+    clipped = jnp.clip(free.best_pixels, *BOX)
+    assert float(boxed.best_value) < float(coupled(clipped)[0]) - 1e-3
+
+
+def test_without_bounds_the_stepwise_search_is_unchanged():
+    """bounds=None is plain L-BFGS: iterates may leave [0, 1] (TARGET does)."""
+    state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 30,
+                              optimize.Settings(method="lbfgs-stepwise"))
+    np.testing.assert_allclose(state.best_pixels, TARGET, atol=1e-3)

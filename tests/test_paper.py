@@ -6,7 +6,9 @@ network and the losses, and they already show at this size.
 import numpy as np
 import pytest
 
-from nst_jax import optimize, paper, sweep
+from nst_jax import sweep
+from nst_jax.apps import paper, runner
+from nst_jax.apps.runner import ExitCode
 from nst_jax.images import resize_to
 from nst_jax.stylize import Config
 
@@ -17,13 +19,14 @@ FIG6_ITERATIONS = 100
 
 def run_figures(real_weights, names, iterations):
     """The figures' results, run by one Sweeper (one compilation) on the bundled examples."""
-    from nst_jax.cli import example_path
+    from nst_jax.config import example_path
     from nst_jax.images import load_image
 
     params, preprocessing = real_weights
     content = load_image(example_path("chelsea.jpg"), max_side=SIZE)
     style = load_image(example_path("starry_night.jpg"), max_side=SIZE)
-    base = Config(iterations=iterations, optimizer=optimize.Settings(method="lbfgs-stepwise"))
+    # As scripts/paper_figures.py runs them: lbfgs-stepwise, pixels kept in [0, 1].
+    base = Config(iterations=iterations, optimizer="lbfgs-stepwise", bounds="box")
     grids = {name: grid for name, grid in paper.grids(base).items() if name in names}
     sweeper = sweep.Sweeper.for_grids(content, style, params, list(grids.values()),
                                       preprocessing=preprocessing)
@@ -118,9 +121,10 @@ def test_script_writes_a_figure_and_its_trend(real_weights, tmp_path):
 
 @pytest.mark.parametrize("flags, needle", [
     (["--figures", "fig3"], "unknown figure(s) fig3"), (["--size", "5"], "size"),
-    (["--iterations", "0"], "iterations")])
-def test_script_bad_flags_one_line(flags, needle, tmp_path):
-    result = _script(*flags, "--output-dir", tmp_path / "never")
-    assert result.returncode == 2 and result.stderr.startswith("error: ")
-    assert result.stderr.count("\n") == 1 and needle in result.stderr
+    (["--iterations", "0"], "iterations"), (["--no-such-flag"], "--no-such-flag")])
+def test_bad_flags_one_line(flags, needle, tmp_path, capsys):
+    code = runner.launch("nst_jax.apps.paper_figures", [*flags, "--output-dir", str(tmp_path / "never")])
+    err = capsys.readouterr().err
+    assert code == ExitCode.ERROR and err.startswith("error: ")
+    assert err.count("\n") == 1 and needle in err
     assert not (tmp_path / "never").exists()

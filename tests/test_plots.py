@@ -1,11 +1,15 @@
-"""Tests for nst_jax.plots: the pictures are checked by their pixels, not by eye."""
+"""Tests for nst_jax.apps.plots: the pictures are checked by their pixels, not by eye."""
 from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pytest
 from PIL import ImageFont
 
-from nst_jax import plots
+from nst_jax.apps import plots
 from nst_jax.errors import NSTError
 
 # Saturated colours that no text, frame, grid or placeholder pixel can have.
@@ -146,32 +150,21 @@ def test_a_wrongly_shaped_image_is_a_value_error():
 
 
 # -------------------------------------------------------------------------- loss curves
+#
+# matplotlib antialiases, so a curve's pixels are those close to its colour (a
+# pixel mostly covered by the ~2 px line), not exactly equal to it.
+
+BLUE, ORANGE = plots.CURVE_COLOURS[:2]
+# A legend swatch is a horizontal stroke this long or longer; a curve never is (they are steep here).
+SWATCH_RUN = 15
+
+needs_matplotlib = pytest.mark.skipif(not plots.have_matplotlib(), reason="matplotlib is not installed")
 
 
-BLUE = plots.CURVE_COLOURS[0]
-
-
-def test_loss_curves_shape_and_dtype():
-    picture = plots.loss_curves(np.geomspace(1e10, 1e6, 50), size=(300, 200))
-    assert picture.shape == (200, 300, 3) and picture.dtype == np.uint8
-
-
-def test_decreasing_curve_goes_from_upper_left_to_lower_right():
-    for log_y in (True, False):
-        picture = plots.loss_curves(np.geomspace(1e10, 1e6, 200), log_y=log_y)
-        curve = _mask(picture, BLUE)
-        assert curve.sum() > 200, "the curve's colour should be drawn"
-        rows, cols = np.nonzero(curve)
-        width = picture.shape[1]
-        left, right = rows[cols < width / 3], rows[cols > 2 * width / 3]
-        assert left.size and right.size
-        assert left.mean() < right.mean()  # image rows grow downwards
-
-
-def test_increasing_curve_goes_up():
-    picture = plots.loss_curves(np.linspace(1.0, 5.0, 30), log_y=False)
-    rows, cols = np.nonzero(_mask(picture, BLUE))
-    assert rows[cols < cols.mean()].mean() > rows[cols > cols.mean()].mean()
+def _ink(picture: np.ndarray, colour, tolerance: int = 40) -> np.ndarray:
+    """(H, W) bool: where ``picture`` is within ``tolerance`` of ``colour`` in every channel."""
+    difference = np.abs(picture.astype(np.int16) - np.array(colour, np.int16))
+    return difference.max(axis=2) <= tolerance
 
 
 def _longest_row_run(mask: np.ndarray) -> int:
@@ -183,40 +176,161 @@ def _longest_row_run(mask: np.ndarray) -> int:
     return best
 
 
-def _curve_mask(picture: np.ndarray, colour) -> np.ndarray:
-    """Where ``picture`` has ``colour``, outside the legend box (found by its grey frame)."""
-    mask = _mask(picture, colour)
-    rows, cols = np.nonzero(_mask(picture, plots.NOTE_GREY))
-    if rows.size:
-        mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = False
-    return mask
+def _swatch_rows_cols(picture: np.ndarray, colour) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of ``colour``'s pixels in horizontal runs >= SWATCH_RUN: legend swatches."""
+    mask = _ink(picture, colour)
+    keep = np.zeros_like(mask)
+    for r, row in enumerate(mask):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a >= SWATCH_RUN:
+                keep[r, a:b] = True
+    return np.nonzero(keep)
 
 
+def _curve_cols(picture: np.ndarray, colours) -> list[np.ndarray]:
+    """Per colour, the columns of its curve's pixels, with the legend (right of its swatches) blanked."""
+    swatches = [_swatch_rows_cols(picture, c) for c in colours]
+    rows = np.concatenate([r for r, _ in swatches])
+    cols = np.concatenate([c for _, c in swatches])
+    assert rows.size and cols.min() > picture.shape[1] / 2, "expected the legend in the right half"
+    out = []
+    for colour in colours:
+        mask = _ink(picture, colour)
+        mask[rows.min() - 12 : rows.max() + 13, cols.min() - 12 :] = False
+        out.append(np.nonzero(mask)[1])
+    return out
+
+
+def test_importing_plots_does_not_import_matplotlib():
+    code = "import sys, nst_jax.apps.plots; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_matplotlib_loss_curves_is_a_one_line_nst_error(monkeypatch):
+    # A None entry in sys.modules makes `import` fail as if the package were absent.
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")] + [
+        "matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg",
+    ]:
+        monkeypatch.setitem(sys.modules, name, None)
+    assert plots.have_matplotlib() is False
+    with pytest.raises(NSTError) as info:
+        plots.loss_curves(np.ones(3))
+    assert str(info.value) == "the loss-curve plots need matplotlib: pip install 'nst_jax[plots]'"
+    # The contact sheet is Pillow only and still works.
+    assert plots.contact_sheet([_solid(COLOURS[0])], 1, 1).dtype == np.uint8
+
+
+@needs_matplotlib
+def test_have_matplotlib_when_installed():
+    assert plots.have_matplotlib() is True
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("size", [(480, 320), (300, 200), (481, 233), plots.MIN_SIZE])
+def test_loss_curves_shape_and_dtype(size):
+    picture = plots.loss_curves(np.geomspace(1e10, 1e6, 50), size=size)
+    assert picture.shape == (size[1], size[0], 3) and picture.dtype == np.uint8
+    assert picture.flags.c_contiguous
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("log_y", [True, False])
+def test_decreasing_curve_goes_from_upper_left_to_lower_right(log_y):
+    picture = plots.loss_curves(np.geomspace(1e10, 1e6, 200), log_y=log_y)
+    rows, cols = np.nonzero(_ink(picture, BLUE))
+    assert rows.size > 200, "the curve's colour should be drawn"
+    width = picture.shape[1]
+    left, right = rows[cols < width / 3], rows[cols > 2 * width / 3]
+    assert left.size and right.size
+    assert left.mean() < right.mean()  # image rows grow downwards
+
+
+@needs_matplotlib
+def test_increasing_curve_goes_up():
+    picture = plots.loss_curves(np.linspace(1.0, 5.0, 30), log_y=False)
+    rows, cols = np.nonzero(_ink(picture, BLUE))
+    assert rows[cols < cols.mean()].mean() > rows[cols > cols.mean()].mean()
+
+
+@needs_matplotlib
 def test_several_curves_get_distinct_colours_and_a_legend():
     curves = {"lbfgs": np.geomspace(1e9, 1e7, 40), "adam": np.geomspace(2e9, 5e7, 40)}
     picture = plots.loss_curves(curves)
-    first, second = plots.CURVE_COLOURS[:2]
-    assert first != second
-    assert _mask(picture, first).sum() > 40 and _mask(picture, second).sum() > 40
-    # The legend's swatches are horizontal strokes in the upper right; a lone curve has none.
-    upper_right = picture[: picture.shape[0] // 3, picture.shape[1] // 2 :]
-    assert _longest_row_run(_mask(upper_right, first)) >= 15
-    assert _longest_row_run(_mask(upper_right, second)) >= 15
+    assert BLUE != ORANGE
+    assert _ink(picture, BLUE).sum() > 100 and _ink(picture, ORANGE).sum() > 100
+    # Each curve has a swatch in the legend: a horizontal stroke of its colour.
+    assert _longest_row_run(_ink(picture, BLUE)) >= SWATCH_RUN
+    assert _longest_row_run(_ink(picture, ORANGE)) >= SWATCH_RUN
+    # A lone curve gets no legend.
     single = plots.loss_curves({"lbfgs": curves["lbfgs"]})
-    assert _longest_row_run(_mask(single, first)) < 15
+    assert _ink(single, BLUE).sum() > 100
+    assert _longest_row_run(_ink(single, BLUE)) < SWATCH_RUN
 
 
-def test_trailing_nans_are_skipped():
-    trace = np.full(100, np.nan)
-    trace[:40] = np.geomspace(1e9, 1e7, 40)
-    # x keeps its 1-based meaning: the 40 points take about the left 40% of the x range.
-    picture = plots.loss_curves({"run": trace, "full": np.geomspace(1e9, 1e7, 100)})
-    _, cols_short = np.nonzero(_curve_mask(picture, BLUE))
-    _, cols_full = np.nonzero(_curve_mask(picture, plots.CURVE_COLOURS[1]))
-    span = cols_full.max() - cols_full.min()
-    assert (cols_short.max() - cols_full.min()) == pytest.approx(0.4 * span, abs=0.03 * span)
+@needs_matplotlib
+def test_legend_keeps_labels_matplotlib_would_hide():
+    # matplotlib's legend drops labels starting with "_" unless given explicitly.
+    picture = plots.loss_curves({"_a": np.geomspace(1e9, 1e7, 40), "_b": np.geomspace(2e9, 5e7, 40)})
+    assert _longest_row_run(_ink(picture, BLUE)) >= SWATCH_RUN
+    assert _longest_row_run(_ink(picture, ORANGE)) >= SWATCH_RUN
 
 
+@needs_matplotlib
+def test_a_curve_with_no_data_is_still_in_the_legend():
+    picture = plots.loss_curves({"ok": np.geomspace(1e9, 1e7, 40), "diverged": np.full(40, np.nan)})
+    assert _longest_row_run(_ink(picture, ORANGE)) >= SWATCH_RUN  # its swatch ...
+    swatch_rows, _ = _swatch_rows_cols(picture, ORANGE)
+    assert _ink(picture, ORANGE).sum() == swatch_rows.size  # ... and nothing else
+
+
+@needs_matplotlib
+def test_trailing_nans_are_skipped_and_x_keeps_its_meaning():
+    short = np.full(100, np.nan)
+    short[:40] = np.geomspace(1e8, 1e7, 40)
+    picture = plots.loss_curves({"short": short, "full": np.geomspace(1e9, 1e7, 100)})
+    cols_short, cols_full = _curve_cols(picture, (BLUE, ORANGE))
+    # "short" spans x = 1..40 and "full" ends at x = 100, on one x axis.
+    start, span = cols_short.min(), cols_full.max() - cols_short.min()
+    assert cols_short.max() - start == pytest.approx(39 / 99 * span, abs=0.03 * span)
+    # Trailing NaNs draw exactly what the same points without them draw.
+    assert np.array_equal(picture, plots.loss_curves(
+        {"short": (np.arange(1, 41), short[:40]), "full": np.geomspace(1e9, 1e7, 100)}))
+
+
+@needs_matplotlib
+def test_a_nan_breaks_the_line():
+    y = np.array([1e9, 5e8, np.nan, 2e8, 1e8])  # x = 1..5, nothing between x = 2 and x = 4
+    picture = plots.loss_curves(y)
+    cols = np.nonzero(_ink(picture, BLUE))[1]
+    x_of = lambda col: 1 + 4 * (col - cols.min()) / (cols.max() - cols.min())  # noqa: E731
+    xs = x_of(cols)
+    assert ((xs > 1.5) & (xs < 2)).any() and ((xs > 4) & (xs < 4.5)).any()
+    assert not ((xs > 2.3) & (xs < 3.7)).any()
+
+
+@needs_matplotlib
+def test_xy_tuples_set_the_x_values():
+    y = np.geomspace(1e9, 1e7, 100)
+    # "a" at x = 51..100 starts half way along "b", which is at x = 1..100 (its default x).
+    picture = plots.loss_curves({"a": (np.arange(51, 101), np.geomspace(3e8, 3e7, 50)), "b": y})
+    cols_a, cols_b = _curve_cols(picture, (BLUE, ORANGE))
+    middle = cols_b.min() + 50 / 99 * (cols_b.max() - cols_b.min())
+    assert cols_a.min() == pytest.approx(middle, abs=3)
+    assert cols_a.max() == pytest.approx(cols_b.max(), abs=2)
+    # Without x, x is the 1-based iteration.
+    assert np.array_equal(plots.loss_curves({"b": y}), plots.loss_curves({"b": (np.arange(1, 101), y)}))
+
+
+def test_mismatched_x_and_y_are_refused():
+    with pytest.raises(ValueError, match="equal length"):
+        plots.loss_curves({"a": (np.arange(3), np.ones(4))})
+    with pytest.raises(ValueError, match=r"\(x, y\)"):
+        plots.loss_curves({"a": (np.arange(3), np.ones(3), np.ones(3))})
+
+
+@needs_matplotlib
 @pytest.mark.parametrize(
     "curves, log_y",
     [
@@ -231,72 +345,85 @@ def test_trailing_nans_are_skipped():
         (np.array([0.0]), False),
         (np.zeros(0), True),
         (np.full(20, 7.0), True),
+        (np.full(20, 7.0), False),
         (np.array([np.inf, 1.0, 2.0]), True),
+        ({"a": (np.array([3.0, 3.0]), np.array([1.0, 2.0]))}, True),
+        ({"a": (np.array([0.5, 1.5]), np.array([1.0, 2.0])), "b": np.ones(3)}, False),
     ],
 )
-def test_degenerate_curves_do_not_crash(curves, log_y):
-    picture = plots.loss_curves(curves, log_y=log_y, size=(240, 160))
+def test_degenerate_curves_do_not_crash_or_warn(curves, log_y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picture = plots.loss_curves(curves, log_y=log_y, size=(240, 160))
     assert picture.shape == (160, 240, 3) and picture.dtype == np.uint8
-    assert (picture.max(axis=2) < 100).any()  # at least the axes are drawn
+    assert (picture.max(axis=2) < 100).any()  # at least the frame is drawn
 
 
-def test_no_data_plots_show_no_curve_but_a_frame():
-    picture = plots.loss_curves(np.full(10, np.nan), size=(240, 160))
-    assert not _mask(picture, BLUE).any()
-    assert _mask(picture, plots.NOTE_GREY).any()  # the "no data" note
+@needs_matplotlib
+@pytest.mark.parametrize("curves", [np.full(10, np.nan), {}, np.array([-1.0, 0.0])])
+def test_no_data_gives_an_empty_frame_that_says_so(curves):
+    picture = plots.loss_curves(curves, size=(240, 160))
+    assert not _ink(picture, BLUE).any()  # no curve
+    # The "no data" note: grey text in the middle of the picture, and nothing else grey-ish
+    # there (no grid lines, since there are no ticks).
+    middle = picture[60:100, 60:180].astype(np.int16)
+    assert (np.abs(middle - np.array(plots.NOTE_GREY)).max(axis=2) <= 15).sum() > 10
+    assert np.array_equal(picture, plots.loss_curves(np.full(3, np.nan), size=(240, 160)))
 
 
+@needs_matplotlib
 def test_single_point_is_drawn():
-    assert _mask(plots.loss_curves(np.array([3e8])), BLUE).any()
+    assert _ink(plots.loss_curves(np.array([3e8])), BLUE).sum() > 4
 
 
+@needs_matplotlib
 def test_negative_values_on_a_log_axis_are_skipped_not_plotted():
-    with_negative = plots.loss_curves(np.array([1e9, -5.0, 1e8, 1e7]))
-    assert _mask(with_negative, BLUE).any()
+    y = np.array([1e9, -5.0, 1e8, 1e7])
+    assert _ink(plots.loss_curves(y), BLUE).any()
+    # The axis is the one of the positive points alone (x = 1 is a lone dot, then a gap).
+    positive = (np.array([1.0, 3.0, 4.0]), y[[0, 2, 3]])
+    gap = (np.array([1.0, 2.0, 3.0, 4.0]), np.array([1e9, np.nan, 1e8, 1e7]))
+    assert np.array_equal(plots.loss_curves({"": gap}), plots.loss_curves(y))
+    assert not np.array_equal(plots.loss_curves({"": positive}), plots.loss_curves(y))
 
 
-def test_xy_tuples_set_the_x_values():
-    y = np.geomspace(1e9, 1e7, 100)
-    # "a" at x = 51..100 covers the right half of "b" at x = 1..100 (its default x).
-    picture = plots.loss_curves({"a": (np.arange(51, 101), np.full(50, 5e8)), "b": y})
-    _, cols_a = np.nonzero(_curve_mask(picture, BLUE))
-    _, cols_b = np.nonzero(_curve_mask(picture, plots.CURVE_COLOURS[1]))
-    middle = cols_b.min() + 50 / 99 * (cols_b.max() - cols_b.min())
-    assert cols_a.min() == pytest.approx(middle, abs=3)
-    with pytest.raises(ValueError, match="equal length"):
-        plots.loss_curves({"a": (np.arange(3), y)})
+@needs_matplotlib
+def test_dollar_signs_are_text_not_maths():
+    # "$x_{1$" would be a mathtext syntax error if it were parsed as maths.
+    curves = {"$x_{1$": np.ones(3), "b$": np.ones(3) * 2}
+    picture = plots.loss_curves(curves, title="cost $x_{1$ here", ylabel="$")
+    assert picture.dtype == np.uint8
 
 
 def test_a_too_small_size_is_refused():
-    with pytest.raises(ValueError, match="larger"):
+    with pytest.raises(ValueError, match="too small.*make it larger"):
         plots.loss_curves(np.ones(3), size=(40, 30))
+    with pytest.raises(ValueError, match="too small"):
+        plots.loss_curves(np.ones(3), size=(plots.MIN_SIZE[0], plots.MIN_SIZE[1] - 1))
 
 
-# --------------------------------------------------------------------------- ticks, font
+@needs_matplotlib
+def test_same_input_gives_identical_bytes_whatever_was_drawn_before():
+    curves = {"lbfgs": np.geomspace(1e9, 1e7, 60), "adam": np.geomspace(2e9, 5e7, 60)}
+    first = plots.loss_curves(curves, title="sweep")
+    plots.loss_curves(np.linspace(5, 1, 10), title="something else", log_y=False, size=(300, 200))
+    assert first.tobytes() == plots.loss_curves(curves, title="sweep").tobytes()
 
 
-@pytest.mark.parametrize(
-    "value, step, label",
-    [(1e9, 1e9, "1e9"), (2e-5, 1e-5, "2e-5"), (0.02, 0.01, "0.02"), (300.0, 100.0, "300"),
-     (1.5e9, 5e8, "1.5e9"), (0.6000000001, 0.2, "0.6"), (0.0, 1.0, "0"), (1e-17, 0.1, "0")],
-)
-def test_tick_labels_are_short(value, step, label):
-    assert plots._format_tick(value, step) == label
+@needs_matplotlib
+def test_global_matplotlib_settings_are_neither_used_nor_changed():
+    import matplotlib
+
+    curves = {"lbfgs": np.geomspace(1e9, 1e7, 60), "adam": np.geomspace(2e9, 5e7, 60)}
+    before = dict(matplotlib.rcParams)
+    plain = plots.loss_curves(curves)
+    assert dict(matplotlib.rcParams) == before
+    styled = {"axes.prop_cycle": matplotlib.cycler(color=["k", "r"]), "lines.linewidth": 8.0}
+    with matplotlib.rc_context(styled):
+        assert np.array_equal(plots.loss_curves(curves), plain)
 
 
-def test_log_ticks_are_decades_when_the_range_spans_several():
-    ticks = plots._log_ticks(6.7, 10.2)
-    assert [label for _, label in ticks] == ["1e7", "1e8", "1e9", "1e10"]
-    many = plots._log_ticks(-20.0, 20.0)
-    assert 2 <= len(many) <= 7
-
-
-def test_linear_ticks_are_round_and_inside_the_range():
-    ticks = plots._linear_ticks(1.0, 500.0, integer=True)
-    values = [v for v, _ in ticks]
-    assert values == [100.0, 200.0, 300.0, 400.0, 500.0]
-    assert all(1.0 <= v <= 500.0 for v in values)
-    assert [v for v, _ in plots._linear_ticks(1.0, 3.0, integer=True)] == [1.0, 2.0, 3.0]
+# --------------------------------------------------------------------------------- font
 
 
 def test_font_falls_back_to_the_bitmap_font(monkeypatch):
@@ -315,6 +442,5 @@ def test_font_falls_back_to_the_bitmap_font(monkeypatch):
             [_solid(COLOURS[0]), None], 1, 2, row_labels=["r\ns"], col_labels=["a", "b"]
         )
         assert _mask(sheet, COLOURS[0]).sum() == 400
-        assert plots.loss_curves({"a": np.ones(3), "b": np.ones(3) * 2}).dtype == np.uint8
     finally:
         plots.font.cache_clear()

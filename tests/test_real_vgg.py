@@ -68,8 +68,9 @@ def test_features_and_losses_match_an_independent_numpy_implementation(features_
     cl, sl = stylize.CONTENT_LAYERS, stylize.STYLE_LAYERS
     targets = Targets(content={l: jx["content"][l] for l in cl},
                       style={l: gram_matrix(jx["style"][l]) for l in sl})
-    weights = LossWeights(alpha=np.float32(1.0), beta=np.float32(1e3), content_layer_weights=np.ones(1, np.float32),
-                          style_layer_weights=np.full(5, 0.2, np.float32), tv_weight=np.float32(0.0))
+    weights = LossWeights(alpha=np.float32(1.0), beta=np.float32(1e3),
+                          content_layer_weights={l: np.float32(1.0) for l in cl},
+                          style_layer_weights={l: np.float32(0.2) for l in sl}, tv_weight=np.float32(0.0))
     total, terms = jax.jit(total_loss)(jx["generated"], generated, targets, weights)
 
     want_content = ref.content_loss(np_feats["generated"]["conv4_2"], np_feats["content"]["conv4_2"])

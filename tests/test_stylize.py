@@ -6,6 +6,7 @@ import pytest
 from jax.test_util import check_grads
 
 from nst_jax import stylize
+from nst_jax.config import ConfigError
 from nst_jax.errors import NSTError
 from tests import numpy_reference as ref
 from tests.conftest import TINY_BLOCKS
@@ -85,28 +86,60 @@ def test_initial_pixels(pictures):
         stylize.initial_pixels("zeros", content, style, 0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(content_layers=("conv9_9",)), "conv9_9"),
-    (dict(style_layers=("conv1_1", "pool1")), "pool1"),
-    (dict(style_layer_weights=(1.0, 2.0)), "2 style layer weights"),
-    (dict(content_layer_weights=(-1.0,)), "finite and >= 0"),
-    (dict(alpha=float("nan")), "alpha"),
-    (dict(beta=-1.0), "beta"),
-    (dict(iterations=0), "iterations"),
-    (dict(pooling="median"), "pooling"),
-    (dict(init="zeros"), "unknown init"),
-])
-def test_config_errors(kwargs, match):
-    with pytest.raises(NSTError, match=match):
-        stylize.Config(**kwargs)
+def test_an_init_that_is_no_file_is_refused_when_the_inputs_are_read(tmp_path):
+    config = stylize.Config(init="nosie", size=32)  # a file name, checked when read
+    with pytest.raises(ConfigError, match="must be noise, content, style or an existing image file"):
+        stylize.load_inputs(config)
 
 
 def test_default_config_is_the_papers():
     config = stylize.Config()
     assert config.content_layers == ("conv4_2",)
     assert config.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-    np.testing.assert_allclose(config.loss_weights().style_layer_weights, [0.2] * 5)
-    assert config.pooling == "avg" and config.init == "noise"
+    weights = stylize.loss_weights(config)
+    assert weights.style_layer_weights == {l: pytest.approx(0.2) for l in config.style_layers}
+    assert weights.content_layer_weights == {"conv4_2": 1.0}
+    assert config.pooling == "avg" and config.init == "noise" and config.bounds == "box"
+
+
+def test_layer_weights_follow_their_layers_in_a_run(tiny_vgg, tiny_params, pictures):
+    """Defect: the weights were applied in the layers' sorted order, not the order given.
+    Layers out of depth order with unequal weights must give the same loss as the same
+    pairs in depth order, for style and content layers alike."""
+    content, style = pictures
+    runs = []
+    for style_layers, style_w, content_layers, content_w in (
+            (("conv5_1", "conv1_1"), (0.9, 0.1), ("conv4_2", "conv2_2"), (0.3, 2.0)),
+            (("conv1_1", "conv5_1"), (0.1, 0.9), ("conv2_2", "conv4_2"), (2.0, 0.3))):
+        config = stylize.Config(style_layers=style_layers, style_layer_weights=style_w,
+                                content_layers=content_layers, content_layer_weights=content_w,
+                                iterations=2)
+        job = stylize.prepare(content, style, tiny_params, config, module=tiny_vgg)
+        runs.append(job.terms())
+    (total_a, terms_a), (total_b, terms_b) = runs
+    assert terms_a.style == pytest.approx(terms_b.style, rel=1e-6)
+    assert terms_a.content == pytest.approx(terms_b.content, rel=1e-6)
+    # and a different pairing gives a different loss, so the test can fail
+    swapped = stylize.Config(style_layers=("conv5_1", "conv1_1"), style_layer_weights=(0.1, 0.9),
+                             content_layers=("conv4_2", "conv2_2"), content_layer_weights=(2.0, 0.3))
+    job = stylize.prepare(content, style, tiny_params, swapped, module=tiny_vgg)
+    assert job.terms()[1].style != pytest.approx(terms_a.style, rel=1e-3)
+
+
+def test_the_box_keeps_every_pixel_in_range_and_the_saved_loss_is_of_the_png(
+        tiny_vgg, tiny_params, pictures):
+    content, style = pictures
+    for optimizer in ("lbfgs", "lbfgs-stepwise", "adam"):
+        config = stylize.Config(iterations=15, beta=1e4, optimizer=optimizer, learning_rate=0.2)
+        job = stylize.prepare(content, style, tiny_params, config, module=tiny_vgg)
+        job.step(15)
+        pixels = np.asarray(job.state.pixels)
+        assert pixels.min() >= 0 and pixels.max() <= 1, optimizer
+        image, total, terms = job.saved()
+        assert image.dtype == np.uint8
+        assert total == pytest.approx(job.terms(image / np.float32(255))[0], rel=1e-6)
+        # the best loss the optimiser saw is the loss of an image in the box
+        assert float(job.state.best_value) == pytest.approx(job.terms(job.result())[0], rel=1e-4)
 
 
 def test_gradient_of_the_whole_pipeline(tiny_vgg, tiny_params, pictures):
@@ -120,6 +153,6 @@ def test_gradient_of_the_whole_pipeline(tiny_vgg, tiny_params, pictures):
                                           stylize.STYLE_LAYERS)
         loss = stylize.make_loss_fn(features, targets)
         weights = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
-                                         stylize.Config(beta=10.0, tv_weight=0.5).loss_weights())
+                                         stylize.loss_weights(stylize.Config(beta=10.0, tv_weight=0.5)))
         x = jnp.asarray(np.random.default_rng(0).random(content.shape))
         check_grads(lambda x: loss(x, weights)[0], (x,), order=1, modes=("rev",), eps=1e-7)

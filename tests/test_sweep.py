@@ -5,7 +5,6 @@ import socket
 import subprocess
 import sys
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -17,8 +16,12 @@ from tests.sweep_worker import grid as worker_grid
 from tests.sweep_worker import pictures as worker_pictures
 
 # A grid point vs. the same configuration alone: float32 sums in another order (batched
-# convolutions), carried through the L-BFGS iterations. Same-batch comparisons use 1e-5.
-RTOL_ALONE = 5e-5
+# convolutions), carried through the L-BFGS iterations (up to 8e-5 seen after 8 projected
+# iterations). Same-batch comparisons use 1e-5.
+RTOL_ALONE = 2e-4
+# The losses of the saved 8-bit images: where the float pixels differ by 1e-5, a few
+# roundings flip by 1/255, which moves the loss by up to a few 1e-4.
+RTOL_SAVED = 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +46,11 @@ def count_traces(monkeypatch) -> dict:
 
 
 def run_alone(config, content, style, params, module):
+    """The run alone, and what it would save: the 8-bit image (as floats) and its loss."""
     job = stylize.prepare(content, style, params, config, module=module)
     job.step(config.iterations)
-    image = job.result()
-    return job, image, job.terms(jnp.asarray(image))[0]
+    image, total, _ = job.saved()
+    return job, image.astype(np.float32) / 255.0, total
 
 
 def test_product_grid_points_and_labels():
@@ -58,26 +62,39 @@ def test_product_grid_points_and_labels():
     assert (seventh.alpha, seventh.beta, seventh.content_layers, seventh.seed) == (1e-2, 1.0, ("conv2_2",), 1)
     assert grid.content_layers == ("conv2_2", "conv4_2")
     points = grid.points()
-    assert points.weights.content_layer_weights.shape == (12, 2)
+    content_w = points.weights.content_layer_weights
+    assert sorted(content_w) == ["conv2_2", "conv4_2"] and content_w["conv2_2"].shape == (12,)
     # Which content layer is an array: the unused one has weight 0.
-    np.testing.assert_array_equal(points.weights.content_layer_weights[7], [1.0, 0.0])
-    np.testing.assert_array_equal(points.weights.content_layer_weights[10], [0.0, 1.0])
-    np.testing.assert_allclose(points.weights.style_layer_weights[0], [0.2] * 5)
+    assert (content_w["conv2_2"][7], content_w["conv4_2"][7]) == (1.0, 0.0)
+    assert (content_w["conv2_2"][10], content_w["conv4_2"][10]) == (0.0, 1.0)
+    np.testing.assert_allclose([w[0] for w in points.weights.style_layer_weights.values()], [0.2] * 5)
     np.testing.assert_array_equal(points.seed, [0, 1, 2] * 4)
+    assert points.seed.dtype == np.uint32
     np.testing.assert_array_equal(points.init, [sweep.INIT_CODES["noise"]] * 12)
 
 
 def test_style_layer_sets_spread_over_the_union():
     grid = sweep.Grid.product(Config(alpha=0.0), style_layers=[("conv1_1",), ("conv1_1", "conv2_1")])
     assert grid.style_layers == ("conv1_1", "conv2_1")
-    np.testing.assert_allclose(grid.points().weights.style_layer_weights, [[1, 0], [0.5, 0.5]])
+    weights = grid.points().weights.style_layer_weights
+    np.testing.assert_allclose(weights["conv1_1"], [1, 0.5])
+    np.testing.assert_allclose(weights["conv2_1"], [0, 0.5])
+
+
+def test_seeds_of_the_whole_documented_range_are_swept():
+    """Defect: --seeds 3000000000 crashed (int32). Seeds are 0 ... 2**32 - 1 everywhere."""
+    grid = sweep.Grid.product(Config(), seed=[0, 3_000_000_000, 2**32 - 1])
+    np.testing.assert_array_equal(grid.points().seed, [0, 3_000_000_000, 2**32 - 1])
+    for bad in (-1, 2**32, 99999999999999999999):
+        with pytest.raises(NSTError, match="seed must be a whole number from 0 to 4294967295"):
+            sweep.Grid.product(Config(), seed=[0, bad])
 
 
 @pytest.mark.parametrize("axes, match", [
     ({"pooling": ["avg", "max"]}, "cannot sweep 'pooling' .it fixes the compiled program"),
     ({"gamma": [1]}, "cannot sweep 'gamma'"),
     ({"seed": []}, "has no values"),
-    ({"init": ["image"]}, "a sweep starts from one of noise, content, style"),
+    ({"init": ["image.png"]}, "init of a sweep must be one of noise, content, style"),
     ({"content_layers": ["conv9_9"]}, "conv9_9"),
 ])
 def test_grid_errors(axes, match):
@@ -111,9 +128,13 @@ def test_grid_equals_each_configuration_run_alone_and_compiles_once(
     assert [len(c) for c in chunked] == [5, 5, 5, 1]
     assert [r.index for r in results] == list(range(16))
     for r in results[::5]:  # every axis value among them
-        _, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
-        np.testing.assert_allclose(r.image, image, atol=2e-5, err_msg=str(r.labels))
-        np.testing.assert_allclose(r.total, total, rtol=RTOL_ALONE, err_msg=str(r.labels))
+        job, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
+        # 8-bit images: a rounding may flip where the float pixels differ by 1e-5
+        assert np.mean(np.abs(r.image - image) > 1e-6) < 0.01, r.labels
+        np.testing.assert_allclose(r.image, image, atol=1.01 / 255, err_msg=str(r.labels))
+        np.testing.assert_allclose(r.total, total, rtol=RTOL_SAVED, err_msg=str(r.labels))
+        np.testing.assert_allclose(r.trace, job.state.trace.value, rtol=RTOL_ALONE,
+                                   err_msg=str(r.labels))
         assert r.status == "completed" and r.iterations == 8
     # The swept values matter: different ratios give different images.
     assert np.abs(results[0].image - results[8].image).max() > 1e-3
@@ -136,19 +157,20 @@ def test_sweeper_reuses_its_compilation_for_new_values(tiny_vgg, tiny_params, pi
 
 def test_each_point_stops_on_its_own(tiny_vgg, tiny_params, pictures):
     content, style = pictures
-    from nst_jax.optimize import Settings
-
-    # A tolerance that each point meets at a different iteration, with a margin: the
-    # relative changes before it stay >= 0.09 (a float32 reordering cannot flip them).
-    base = Config(iterations=25, optimizer=Settings(tolerance=0.08))
+    # A tolerance that the points meet at different iterations (or never), with a margin:
+    # the relative changes stay >= 0.059 before, and <= 0.036 at, the stop (a float32
+    # reordering cannot flip them).
+    base = Config(iterations=25, tolerance=0.05)
     grid = sweep.Grid.product(base, ratio=[1e-3, 1.0, 100.0])
     results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)
     assert [(r.status, r.iterations) for r in results] == [
-        ("converged", 10), ("converged", 20), ("converged", 4)]
+        ("completed", 25), ("converged", 19), ("converged", 25)]
     for r in results:
         job, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
         assert int(job.state.iteration) == r.iterations and job.done
-        np.testing.assert_allclose(r.total, total, rtol=RTOL_ALONE)
+        # Over 20+ projected iterations the two paths drift apart by up to 0.3%: compare
+        # where they are still the same run.
+        np.testing.assert_allclose(r.trace[:8], job.state.trace.value[:8], rtol=RTOL_ALONE)
 
 
 def test_a_nonfinite_point_stops_alone(tiny_vgg, tiny_params, pictures):
@@ -178,14 +200,13 @@ def test_interrupt_hands_over_finished_and_current_chunks(tiny_vgg, tiny_params,
 
 def test_all_backends_run_under_the_sweep(tiny_vgg, tiny_params, pictures):
     content, style = pictures
-    from nst_jax.optimize import Settings
-
     for method in ("lbfgs-jaxopt", "adam"):
-        grid = sweep.Grid.product(Config(iterations=4, optimizer=Settings(method=method)),
+        grid = sweep.Grid.product(Config(iterations=4, optimizer=method),
                                   ratio=[1e-3, 1e-1])
         r = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)[1]
-        _, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
-        np.testing.assert_allclose(r.total, total, rtol=RTOL_ALONE, err_msg=method)
+        job, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
+        np.testing.assert_allclose(r.total, total, rtol=RTOL_SAVED, err_msg=method)
+        np.testing.assert_allclose(r.trace, job.state.trace.value, rtol=RTOL_ALONE, err_msg=method)
 
 
 def _worker(*args, env_extra=None, timeout=300):
@@ -243,3 +264,14 @@ def test_two_processes_run_one_sharded_sweep(tmp_path, tiny_vgg, tiny_params):
     np.testing.assert_allclose(data["images_4"], np.stack([r.image for r in results]),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(data["total_4"], [r.total for r in results], rtol=1e-5)
+
+
+def test_progress_counts_the_points_that_have_finished(tiny_vgg, tiny_params, pictures):
+    """Defect: the last progress line of a chunk read "iteration 3/3, 0/2 points done"."""
+    content, style = pictures
+    grid = sweep.Grid.product(Config(iterations=3), seed=[0, 1, 2])
+    seen = []
+    sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, batch_size=2,
+                   steps_per_call=3, on_progress=seen.append)
+    assert [(p.chunk, p.iteration, p.points_done) for p in seen] == [(0, 3, 2), (1, 3, 3)]
+    assert seen[-1].points_done == seen[-1].num_points == 3

@@ -1,4 +1,5 @@
-"""``scripts/sweep.py``: the outputs of a grid (real weights, 32 px), the labels, bad input."""
+"""``scripts/sweep.py`` (``nst_jax.apps.sweep``): the outputs of a grid (real weights, 32 px),
+the labels, bad input."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,10 @@ import sys
 
 import pytest
 
-from nst_jax import images, sweep_cli
+from nst_jax import images
+from nst_jax.apps import runner
+from nst_jax.apps import sweep as sweep_cli
+from nst_jax.apps.runner import ExitCode
 from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error, wait_for_line
 
@@ -17,7 +21,7 @@ FAST = ["--size", "32", "--iterations", "3"]
 
 
 def run_sweep(args, capsys):
-    code = sweep_cli.main([str(a) for a in args])
+    code = runner.launch("nst_jax.apps.sweep", [str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -27,17 +31,18 @@ def test_grid_writes_pngs_curves_sheet_and_tables(real_weights, image_files, tmp
     out = tmp_path / "grid"
     code, stdout, err = run_sweep(["--content", content, "--style", style, "--output-dir", out,
                                    *FAST, "--ratios", "1e-4,10", "--content-layers",
-                                   "conv2_2,conv4_2", "--seeds", "0,1", "--batch-size", "3"], capsys)
+                                   "conv2_2,conv4_2", "--seeds", "0,3000000000", "--batch-size", "3"],
+                         capsys)
     assert code == 0, err
     assert f"wrote {out}" in stdout
-    assert "chunk 3/3" in err  # 8 points in chunks of 3
+    assert "chunk 3/3, points done 8/8" in err  # 8 points in chunks of 3
     document = json.loads((out / "results.json").read_text())
     assert document["points_done"] == document["points"] == 8
     assert document["axes"] == {"ratio": ["1e-4", "10"], "content_layers": ["conv2_2", "conv4_2"],
-                                "seed": ["0", "1"]}
+                                "seed": ["0", "3000000000"]}
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 8 and rows[5]["ratio"] == "10.0" and rows[5]["content_layers"] == "conv2_2"
-    assert rows[5]["seed"] == "1" and rows[5]["status"] == "completed"
+    assert rows[5]["seed"] == "3000000000" and rows[5]["status"] == "completed"
     for row, entry in zip(rows, document["results"]):
         assert float(row["total"]) > 0 and float(row["content"]) > 0 and float(row["style"]) > 0
         picture = images.load_image(out / entry["file"])
@@ -46,6 +51,7 @@ def test_grid_writes_pngs_curves_sheet_and_tables(real_weights, image_files, tmp
         meta = json.loads(images.read_png_metadata(out / entry["file"])["nst_jax:point"])
         assert meta["index"] == int(row["index"])
     # The ratio axis changes the balance: more content weight, lower content loss.
+    assert "seconds" not in document  # nothing that changes between identical runs
     by = {(r["ratio"], r["content_layers"], r["seed"]): r for r in rows}
     assert float(by[("10.0", "conv4_2", "0")]["content"]) < float(by[("0.0001", "conv4_2", "0")]["content"])
     sheet = images.load_image(out / "contact_sheet.png")
@@ -72,12 +78,12 @@ def test_labels_and_file_names():
 
 
 def test_style_layer_sets_and_weights_parse():
-    args = sweep_cli.build_parser().parse_args(
-        ["--style-layers", "conv1_1,conv1_1+conv2_1", "--inits", "noise,content"])
-    grid = sweep_cli.make_grid(args)
+    parser, flags = sweep_cli.build_parser()
+    args = parser.parse_args(["--style-layers", "conv1_1,conv1_1+conv2_1", "--inits", "noise,content"])
+    grid = sweep_cli.make_grid(args, flags)
     assert grid.shape == (2, 2) and grid.configs[2].style_layers == ("conv1_1", "conv2_1")
-    args = sweep_cli.build_parser().parse_args(["--style-layer-weights", "1,0,0,0,0;0.2,0.2,0.2,0.2,0.2"])
-    assert sweep_cli.make_grid(args).configs[0].style_layer_weights == (1.0, 0.0, 0.0, 0.0, 0.0)
+    args = parser.parse_args(["--style-layer-weights", "1,0,0,0,0;0.2,0.2,0.2,0.2,0.2"])
+    assert sweep_cli.make_grid(args, flags).configs[0].style_layer_weights == (1.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def test_real_sigint_keeps_the_finished_chunks(real_weights, image_files, tmp_path):
@@ -88,10 +94,10 @@ def test_real_sigint_keeps_the_finished_chunks(real_weights, image_files, tmp_pa
          str(style), "--output-dir", str(out), "--size", "32", "--iterations", "100000",
          "--tolerance", "0", "--seeds", "0,1", "--batch-size", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    seen = wait_for_line(proc, "chunk 1/2: iteration")
+    seen = wait_for_line(proc, "chunk 1/2")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == sweep_cli.EXIT_INTERRUPTED, seen + err
+    assert proc.returncode == ExitCode.INTERRUPTED, seen + err
     assert "Traceback" not in err and "interrupted" in err
     document = json.loads((out / "results.json").read_text())
     assert [r["status"] for r in document["results"]] == ["interrupted"]
@@ -102,11 +108,11 @@ def test_real_sigint_keeps_the_finished_chunks(real_weights, image_files, tmp_pa
 @pytest.mark.parametrize("flags, needles", [
     (["--ratios", "1e-3", "--alphas", "1"], ["--ratios"]),
     (["--content-layers", "conv9_1"], ["conv9_1"]),
-    (["--inits", "image"], ["noise, content, style"]),
+    (["--inits", "image.png"], ["noise, content, style"]),
     (["--iterations", "0"], ["iterations"]),
     (["--batch-size", "-1"], ["batch-size"]),
     (["--tolerance", "2"], ["tolerance"]),
-    (["--style-layer-weights", "1,2"], ["2 style layer weights", "5 style layers"]),
+    (["--style-layer-weights", "1,2"], ["--style-layer-weights has 2 weight(s) for 5 style layer(s)"]),
 ])
 def test_bad_flags_one_line(flags, needles, image_files, tmp_path, capsys):
     content, style = image_files
@@ -133,7 +139,7 @@ def test_missing_image(tmp_path, capsys):
 
 
 def test_help_lists_the_axes():
-    text = " ".join(sweep_cli.build_parser().format_help().split())
+    text = " ".join(sweep_cli.build_parser()[0].format_help().split())
     for flag in ("--ratios", "--content-layers", "--style-layers", "--style-layer-weights",
                  "--tv-weights", "--inits", "--seeds", "--batch-size", "--output-dir"):
         assert flag in text

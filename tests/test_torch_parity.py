@@ -1,4 +1,4 @@
-"""The PyTorch baseline (nst_jax.torch_baseline) against nst_jax: the same activations,
+"""The PyTorch baseline (nst_jax.apps.torch_baseline) against nst_jax: the same activations,
 losses and gradients (tiny VGG and real VGG19, both poolings), a working L-BFGS
 run, and torch staying an optional extra.
 
@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from nst_jax import cli, images, optimize, stylize
+from nst_jax import images, optimize, stylize
+from nst_jax.config import example_path
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE, VGG, VGG19_BLOCKS, layer_names
 from tests.conftest import TINY_BLOCKS
@@ -35,7 +36,7 @@ def torch():
 
 @pytest.fixture(scope="module")
 def tb(torch):
-    from nst_jax import torch_baseline
+    from nst_jax.apps import torch_baseline
 
     return torch_baseline
 
@@ -71,8 +72,8 @@ def test_tiny_vgg_parity(tb, torch, tiny_params, pooling):
 @pytest.mark.parametrize("pooling", ["avg", "max"])
 def test_real_vgg19_parity(tb, torch, real_weights, pooling):
     params, preprocessing = real_weights
-    content = images.load_image(cli.example_path("chelsea.jpg"), max_side=48)
-    style = images.load_image(cli.example_path("starry_night.jpg"), max_side=48)
+    content = images.load_image(example_path("chelsea.jpg"), max_side=48)
+    style = images.load_image(example_path("starry_night.jpg"), max_side=48)
     rng = np.random.default_rng(1)
     pixels = np.clip(content + 0.1 * rng.normal(size=content.shape), 0, 1).astype(np.float32)
     check_parity(tb, torch, params, VGG19_BLOCKS, content, style, pixels,
@@ -83,12 +84,15 @@ def test_lbfgs_spends_its_budget_and_converges_like_nst_jax(tb, torch, tiny_para
     rng = np.random.default_rng(2)
     content = rng.random((32, 32, 3)).astype(np.float32)
     style = rng.random((32, 32, 3)).astype(np.float32)
-    config = stylize.Config()  # the paper's layers and weights, faint white noise start
+    # The paper's layers and weights, faint white noise start; unconstrained pixels, as
+    # torch.optim.LBFGS's, so both minimise the same problem.
+    config = stylize.Config(bounds="none")
+    settings = stylize.optimizer_settings(config)
     x0 = np.asarray(stylize.white_noise(config.seed, content.shape, config.noise_amplitude))
     budget = 30
 
     loss = tb.make_loss(tiny_params, content, style, config, CAFFE, TINY_BLOCKS)
-    result = tb.run_lbfgs(loss, x0, budget, memory_size=config.optimizer.memory_size)
+    result = tb.run_lbfgs(loss, x0, budget, memory_size=settings.memory_size)
     assert result.evaluations == len(result.values) == budget
     assert 1 <= result.iterations < budget and not result.nonfinite
     assert np.all(np.isfinite(result.values))
@@ -104,8 +108,9 @@ def test_lbfgs_spends_its_budget_and_converges_like_nst_jax(tb, torch, tiny_para
     # nst_jax's L-BFGS (optax, zoom line search) on the same problem and budget.
     loss_fn = stylize.build_loss_fn(tiny_params, content, style, config.content_layers,
                                     config.style_layers, VGG(blocks=TINY_BLOCKS), CAFFE)
-    weights = config.loss_weights()
-    state = jax.jit(lambda x: optimize.minimize(lambda p: loss_fn(p, weights), x, budget))(x0)
+    weights = stylize.loss_weights(config)
+    state = jax.jit(lambda x: optimize.minimize(lambda p: loss_fn(p, weights), x, budget,
+                                                settings))(x0)
     # Both start from the same loss value.
     assert float(loss_fn(x0, weights)[0]) == pytest.approx(first, rel=LOSS_RTOL)
     within = np.asarray(state.trace.evaluations) <= budget
@@ -152,7 +157,7 @@ def test_lbfgs_refuses_an_empty_budget(tb):
 
 
 def test_missing_torch_is_a_one_line_nst_error(monkeypatch):
-    from nst_jax import torch_baseline
+    from nst_jax.apps import torch_baseline
 
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     with pytest.raises(NSTError, match=r"pip install -e '\.\[bench\]'"):
@@ -160,19 +165,21 @@ def test_missing_torch_is_a_one_line_nst_error(monkeypatch):
 
 
 def test_torch_stays_optional():
-    """Importing every nst_jax module imports no torch; only the baseline and the
-    benchmark (which imports the baseline inside its functions) name it."""
+    """Importing every nst_jax module (the applications' too) imports no torch; only the
+    baseline and the benchmark (which imports the baseline inside its functions) name it."""
     code = ("import importlib, pkgutil, sys, nst_jax\n"
-            "for m in pkgutil.iter_modules(nst_jax.__path__):\n"
-            "    importlib.import_module('nst_jax.' + m.name)\n"
-            "assert 'nst_jax.torch_baseline' in sys.modules\n"
+            "for m in pkgutil.walk_packages(nst_jax.__path__, 'nst_jax.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "assert 'nst_jax.apps.torch_baseline' in sys.modules\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    for path in (REPO / "nst_jax").glob("*.py"):
-        if path.name not in ("torch_baseline.py", "bench.py"):
+    apps = REPO / "nst_jax" / "apps"
+    for path in (REPO / "nst_jax").rglob("*.py"):
+        if path not in (apps / "torch_baseline.py", apps / "bench.py"):
+            name = path.relative_to(REPO)
             text = path.read_text()
-            assert "torch_baseline" not in text, f"{path.name} uses the torch baseline"
-            assert "import torch" not in text and "from torch" not in text, path.name
+            assert "torch_baseline" not in text, f"{name} uses the torch baseline"
+            assert "import torch" not in text and "from torch" not in text, name

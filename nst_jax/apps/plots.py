@@ -1,8 +1,19 @@
 """Pictures for parameter sweeps: a labelled contact sheet of results and loss-curve plots.
 
-Pillow and NumPy only (no matplotlib, no JAX), and no file IO: every function
-returns an RGB ``uint8`` array of shape ``(H, W, 3)`` that the caller saves with
-:func:`nst_jax.images.save_png`.
+Two libraries, each where it is the simpler tool:
+
+- :func:`contact_sheet` uses Pillow. It pastes result images into a grid and
+  writes labels and captions around them: image composition with text, where
+  the cells must keep their exact pixels. matplotlib would resample the images
+  and need a figure layout for what is a few ``paste`` calls.
+- :func:`loss_curves` uses matplotlib (the optional extra ``plots``), the
+  library made for line plots: axes, tick placement and labels (log axes
+  included), grid and legend are its job, not hand-written code here. It is
+  imported when a plot is drawn, never when this module is imported; call
+  :func:`have_matplotlib` to know beforehand whether plots can be drawn.
+
+No JAX and no file IO: every function returns an RGB ``uint8`` array of shape
+``(H, W, 3)`` that the caller saves with :func:`nst_jax.images.save_png`.
 """
 from __future__ import annotations
 
@@ -25,27 +36,35 @@ PLACEHOLDER_GREY: Colour = (220, 220, 220)
 PLACEHOLDER_TEXT: Colour = (110, 110, 110)
 GRID_GREY: Colour = (232, 232, 232)
 NOTE_GREY: Colour = (130, 130, 130)
-# Matplotlib's "tab10": distinct, colour-blind-tolerant, none of them grey or black.
+# Matplotlib's "tab10", fixed here so that a user's matplotlibrc cannot change it:
+# distinct and colour-blind-tolerant; the one grey is the tenth.
 CURVE_COLOURS: tuple[Colour, ...] = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (127, 127, 127),
 )
 
-# Font sizes in px.
+# Font sizes of the contact sheet, in px.
 TITLE_SIZE = 18
 LABEL_SIZE = 14
 CAPTION_SIZE = 12
-TICK_SIZE = 11
 
 # Spacing in px: outer margin, between cells, between a label and what it names.
 PAD = 10
 GAP = 6
 LABEL_GAP = 6
-TICK_LEN = 4
 # Cell box used when every cell of a sheet is missing.
 EMPTY_CELL = 64
-# The plot area of loss_curves must be at least this many px each way.
-MIN_PLOT_SIDE = 40
+
+# loss_curves: matplotlib sizes are in points (1/72 in); at DPI = 100 a point is
+# 100/72 px, so these fonts match the sheet's 18, 14 and 11 px.
+DPI = 100
+TITLE_PT = 13
+LABEL_PT = 10
+TICK_PT = 8
+LINE_WIDTH = 1.5  # pt, about 2 px
+DOT_SIZE = 3  # pt, the marker of a point with no neighbour to draw a line to
+# (width, height) in px below which a title, axis labels and ticks leave no room for the plot.
+MIN_SIZE = (160, 120)
 
 
 # -------------------------------------------------------------------------------- text
@@ -270,80 +289,30 @@ def contact_sheet(
     return np.array(canvas, dtype=np.uint8)
 
 
-# ------------------------------------------------------------------------------- ticks
-
-
-def _nice_step(span: float, target: int = 5) -> float:
-    """The 1, 2 or 5 x 10^k step that cuts ``span`` (> 0) into about ``target`` parts."""
-    raw = span / target
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    for multiple in (1.0, 2.0, 5.0):
-        if multiple * magnitude >= raw * (1 - 1e-9):
-            return multiple * magnitude
-    return 10.0 * magnitude
-
-
-def _format_tick(value: float, step: float) -> str:
-    """``value`` as a short label precise to ``step``: "0.02", "300", "1.5e9", "2e-5"."""
-    if value == 0 or abs(value) < abs(step) * 1e-9:
-        return "0"
-    exponent = math.floor(math.log10(abs(value)))
-    step_exponent = math.floor(math.log10(abs(step)))
-    if -3 <= exponent < 5:
-        return f"{value:.{max(0, -step_exponent)}f}"
-    mantissa, _, power = f"{value:.{max(0, exponent - step_exponent)}e}".partition("e")
-    if "." in mantissa:
-        mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(power)}"
-
-
-def _linear_ticks(lo: float, hi: float, *, integer: bool = False) -> list[tuple[float, str]]:
-    """(value, label) pairs at round values in [lo, hi]; whole numbers only if ``integer``."""
-    step = _nice_step(hi - lo)
-    if integer:
-        step = max(step, 1.0)
-    first = math.ceil(lo / step - 1e-9)
-    ticks = []
-    for k in range(first, first + 100):
-        value = k * step
-        if value > hi + step * 1e-9:
-            break
-        ticks.append((value, _format_tick(value, step)))
-    return ticks
-
-
-def _log_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
-    """(log10 value, label) pairs for a log axis spanning 10**lo .. 10**hi.
-
-    Decades (1e8, 1e9, ...) where at least two fit, thinned to at most 7;
-    otherwise 1-2-5 steps, then 1..9 steps, then plain round values.
-    """
-    decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
-    if len(decades) >= 2:
-        every = math.ceil(len(decades) / 7)
-        kept = [e for e in decades if e % every == 0]
-        kept = kept if len(kept) >= 2 else decades[::every]
-        return [(float(e), _format_tick(10.0**e, 10.0**e)) for e in kept]
-    for mantissas in ((1, 2, 5), tuple(range(1, 10))):
-        ticks = [
-            (math.log10(m * 10.0**e), _format_tick(m * 10.0**e, 10.0**e))
-            for e in range(math.floor(lo) - 1, math.ceil(hi) + 1)
-            for m in mantissas
-            if lo - 1e-9 <= math.log10(m * 10.0**e) <= hi + 1e-9
-        ]
-        if len(ticks) >= 2:
-            return ticks
-    linear = _linear_ticks(10.0**lo, 10.0**hi)
-    return [(math.log10(value), label) for value, label in linear if value > 0]
-
-
-def _padded(lo: float, hi: float, fraction: float, flat_pad: float) -> tuple[float, float]:
-    """[lo, hi] widened by ``fraction`` of its span each side, or by ``flat_pad`` if lo == hi."""
-    pad = (hi - lo) * fraction if hi > lo else flat_pad
-    return lo - pad, hi + pad
-
-
 # ------------------------------------------------------------------------- loss curves
+
+
+def _matplotlib():
+    """matplotlib's ``Figure`` and Agg canvas classes, imported only when a plot is drawn.
+
+    Raises:
+      NSTError: matplotlib is not installed (it is the optional extra ``plots``).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise NSTError("the loss-curve plots need matplotlib: pip install 'nst_jax[plots]'") from None
+    return Figure, FigureCanvasAgg
+
+
+def have_matplotlib() -> bool:
+    """Whether :func:`loss_curves` can draw: lets a sweep check before a long run, not after."""
+    try:
+        _matplotlib()
+    except NSTError:
+        return False
+    return True
 
 
 def _as_curves(curves: Mapping[str, object] | np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -377,28 +346,21 @@ def _plotted(x: np.ndarray, y: np.ndarray, log_y: bool) -> np.ndarray:
     return keep
 
 
-def _runs(keep: np.ndarray) -> list[slice]:
-    """Slices of the consecutive True stretches of ``keep`` (a NaN breaks a line)."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
-    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+def _isolated(keep: np.ndarray) -> np.ndarray:
+    """The kept points with no kept neighbour: a line through one has no length, so it gets a dot."""
+    before = np.concatenate([[False], keep[:-1]])
+    after = np.concatenate([keep[1:], [False]])
+    return keep & ~before & ~after
 
 
-def _draw_legend(
-    draw: ImageDraw.ImageDraw, entries: list[tuple[Colour, str]], box_right: int, box_top: int, fnt: AnyFont
-) -> None:
-    """A framed legend whose top-right corner is at (box_right, box_top): a swatch and label per curve."""
-    swatch, inner = 18, 5
-    sizes = [_text_size(label or " ", fnt) for _, label in entries]
-    line_h = max(h for _, h in sizes) + 4
-    width = inner * 3 + swatch + max(w for w, _ in sizes)
-    height = inner * 2 + line_h * len(entries) - 4
-    left = box_right - width
-    draw.rectangle((left, box_top, box_right, box_top + height), fill=WHITE, outline=NOTE_GREY)
-    for k, ((colour, label), (_, h)) in enumerate(zip(entries, sizes)):
-        y = box_top + inner + k * line_h
-        mid = y + h // 2
-        draw.line((left + inner, mid, left + inner + swatch, mid), fill=colour, width=3)
-        _draw_text(draw, (left + 2 * inner + swatch, y), label, fnt, align="left")
+def _mpl(colour: Colour) -> tuple[float, float, float]:
+    """A Pillow-style 0..255 colour as matplotlib's 0..1 RGB."""
+    return colour[0] / 255, colour[1] / 255, colour[2] / 255
+
+
+def _literal(text: str) -> str:
+    """``text`` with its dollar signs escaped, so matplotlib never reads "$...$" as maths."""
+    return text.replace("$", r"\$")
 
 
 def loss_curves(
@@ -410,7 +372,7 @@ def loss_curves(
     log_y: bool = True,
     size: tuple[int, int] = (480, 320),
 ) -> np.ndarray:
-    """A line plot of one or more loss curves.
+    """A line plot of one or more loss curves, drawn by matplotlib (the optional extra ``plots``).
 
     Args:
       curves: ``{label: y}`` or ``{label: (x, y)}`` with 1-D arrays, or a single
@@ -419,97 +381,78 @@ def loss_curves(
         log axis neither are y <= 0. A curve with nothing to draw is allowed.
       title: drawn above the plot.
       xlabel, ylabel: axis titles ('' for none).
-      log_y: log-scaled y axis with ticks at decades ("1e9").
-      size: (width, height) of the picture in px.
+      log_y: log-scaled y axis.
+      size: (width, height) of the picture in px, at least ``MIN_SIZE``.
 
     Returns:
-      uint8 array (height, width, 3). Curves are drawn in ``CURVE_COLOURS``
-      order, with a legend when there are two or more; with nothing to draw
-      the axes say "no data".
+      uint8 array (height, width, 3); the same input gives the same bytes.
+      Curves are drawn in ``CURVE_COLOURS`` order, with a legend when there are
+      two or more (a curve with nothing to draw is listed as "(no data)"); with
+      nothing to draw at all the frame is empty and says "no data".
+
+    Raises:
+      ValueError: ``size`` is below ``MIN_SIZE``, or a curve is not 1-D / its x
+        and y differ in length.
+      NSTError: matplotlib is not installed.
     """
     width, height = (int(s) for s in size)
+    if width < MIN_SIZE[0] or height < MIN_SIZE[1]:
+        raise ValueError(
+            f"size {width}x{height} px is too small for a loss-curve plot; make it larger, "
+            f"at least {MIN_SIZE[0]}x{MIN_SIZE[1]}"
+        )
     parsed = _as_curves(curves)
-    masks = [_plotted(x, y, log_y) for _, x, y in parsed]
-    xs = np.concatenate([x[keep] for (_, x, _), keep in zip(parsed, masks)] + [np.zeros(0)])
-    ys = np.concatenate([y[keep] for (_, _, y), keep in zip(parsed, masks)] + [np.zeros(0)])
-    ts = np.log10(ys) if log_y else ys  # the y axis's own coordinate
-    has_data = xs.size > 0
+    Figure, FigureCanvasAgg = _matplotlib()
 
-    if has_data:
-        x_lo, x_hi = _padded(float(xs.min()), float(xs.max()), 0.0, max(1.0, abs(float(xs[0])) * 0.1))
-        flat_pad = 0.2 if log_y else (abs(float(ts[0])) * 0.1 or 1.0)
-        t_lo, t_hi = _padded(float(ts.min()), float(ts.max()), 0.05, flat_pad)
-    else:  # empty axes: 1..10 on a log axis, 0..1 on a linear one
-        x_lo, x_hi, t_lo, t_hi = 1.0, 2.0, 0.0, 1.0
-    integer_x = bool(np.all(xs == np.round(xs)))
-    x_ticks = _linear_ticks(x_lo, x_hi, integer=integer_x) if has_data else []
-    y_ticks = (_log_ticks(t_lo, t_hi) if log_y else _linear_ticks(t_lo, t_hi)) if has_data else []
+    # A Figure of its own with an Agg canvas, and colours and sizes passed explicitly:
+    # no pyplot and no rcParams, so that plots drawn in threads or next to a user's
+    # own matplotlib session neither leak global state nor depend on it.
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    canvas = FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    drawn_x = []
+    lines, labels = [], []
+    for k, (label, x, y) in enumerate(parsed):
+        keep = _plotted(x, y, log_y)
+        drawn_x.append(x[keep])
+        colour = _mpl(CURVE_COLOURS[k % len(CURVE_COLOURS)])
+        shown = np.where(keep, y, np.nan)  # NaN breaks the line, so a skipped point is a gap
+        lines += ax.plot(x, shown, color=colour, linewidth=LINE_WIDTH)
+        labels.append(_literal(label if keep.any() else f"{label} (no data)"))
+        lone = _isolated(keep)
+        if lone.any():
+            ax.plot(x[lone], y[lone], linestyle="none", marker="o", markersize=DOT_SIZE, color=colour)
 
-    tick_font, label_font, title_font = font(TICK_SIZE), font(LABEL_SIZE), font(TITLE_SIZE)
-    tick_h = _text_size("0", tick_font)[1]  # reserved even without ticks, so empty plots look alike
-    y_tick_w = max((_text_size(label, tick_font)[0] for _, label in y_ticks), default=0)
-    x_tick_w = max((_text_size(label, tick_font)[0] for _, label in x_ticks), default=0)
-    _, title_h = _text_size(title, title_font)
-    xlabel_w, xlabel_h = _text_size(xlabel, label_font)
-    ylabel_w, ylabel_h = _text_size(ylabel, label_font)  # drawn rotated
-
-    left = PAD + (ylabel_h + LABEL_GAP if ylabel else 0) + y_tick_w + LABEL_GAP // 2 + TICK_LEN
-    right = width - PAD - x_tick_w // 2
-    top = PAD + max(tick_h // 2, title_h + LABEL_GAP if title else 0)
-    bottom = height - PAD - (xlabel_h + LABEL_GAP if xlabel else 0) - tick_h - LABEL_GAP // 2 - TICK_LEN
-    if right - left < MIN_PLOT_SIDE or bottom - top < MIN_PLOT_SIDE:
-        raise ValueError(f"size {width}x{height} px leaves no room for the plot; make it larger")
-
-    # Data map into a box inset from the frame, so lines at the extremes stay visible.
-    inset = 4
-
-    def px(x: np.ndarray | float) -> np.ndarray:
-        return left + inset + (np.asarray(x) - x_lo) / (x_hi - x_lo) * (right - left - 2 * inset)
-
-    def py(t: np.ndarray | float) -> np.ndarray:
-        return bottom - inset - (np.asarray(t) - t_lo) / (t_hi - t_lo) * (bottom - top - 2 * inset)
-
-    canvas = Image.new("RGB", (width, height), WHITE)
-    draw = ImageDraw.Draw(canvas)
-    for value, label in x_ticks:
-        x = round(float(px(value)))
-        draw.line((x, top + 1, x, bottom - 1), fill=GRID_GREY)
-        draw.line((x, bottom, x, bottom + TICK_LEN), fill=BLACK)
-        w, _ = _text_size(label, tick_font)
-        _draw_text(draw, (x - w / 2, bottom + TICK_LEN + LABEL_GAP // 2), label, tick_font)
-    for value, label in y_ticks:
-        y = round(float(py(value)))
-        draw.line((left + 1, y, right - 1, y), fill=GRID_GREY)
-        draw.line((left - TICK_LEN, y, left, y), fill=BLACK)
-        w, h = _text_size(label, tick_font)
-        _draw_text(draw, (left - TICK_LEN - LABEL_GAP // 2 - w, y - h / 2), label, tick_font)
-    draw.rectangle((left, top, right, bottom), outline=BLACK)
-
-    legend = []
-    for k, ((label, x, y), keep) in enumerate(zip(parsed, masks)):
-        colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
-        legend.append((colour, label if keep.any() else f"{label} (no data)"))
-        t = np.log10(np.where(keep, y, 1.0)) if log_y else y
-        points_x, points_y = px(x), py(t)
-        for run in _runs(keep):
-            points = list(zip(points_x[run].tolist(), points_y[run].tolist()))
-            if len(points) == 1:
-                (cx, cy), r = points[0], 2
-                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
-            else:
-                draw.line(points, fill=colour, width=2, joint="curve")
-
-    if not has_data:
-        w, h = _text_size("no data", label_font)
-        xy = ((left + right - w) / 2, (top + bottom - h) / 2)
-        _draw_text(draw, xy, "no data", label_font, fill=NOTE_GREY)
+    drawn_x = np.concatenate(drawn_x + [np.zeros(0)])
+    if drawn_x.size:
+        if log_y:
+            ax.set_yscale("log")
+        if np.all(drawn_x == np.round(drawn_x)):  # iterations: no tick at 2.5
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            if drawn_x.min() == drawn_x.max():  # one iteration: show its neighbours, not +-5%
+                ax.set_xlim(drawn_x[0] - 1, drawn_x[0] + 1)
+        ax.grid(True, color=_mpl(GRID_GREY), linewidth=0.8)
+        ax.set_axisbelow(True)
+    else:  # an empty frame rather than made-up axis ranges
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center",
+                color=_mpl(NOTE_GREY), fontsize=LABEL_PT)
+    ax.tick_params(labelsize=TICK_PT)
     if len(parsed) > 1:
-        _draw_legend(draw, legend, right - inset, top + inset, tick_font)
-    if title:
-        w, _ = _text_size(title, title_font)
-        _draw_text(draw, ((width - w) / 2, PAD), title, title_font)
-    if xlabel:
-        _draw_text(draw, ((left + right - xlabel_w) / 2, height - PAD - xlabel_h), xlabel, label_font)
-    if ylabel:
-        _draw_vertical_text(canvas, (PAD, (top + bottom - ylabel_w) / 2), ylabel, label_font)
-    return np.array(canvas, dtype=np.uint8)
+        # Handles and labels given explicitly: matplotlib would drop a label like "_run1".
+        # "best" is the place the curves cross least (lower left for falling losses);
+        # it is deterministic, and costs ~0.2 s only at 10^5 points.
+        ax.legend(lines, labels, loc="best", fontsize=TICK_PT, framealpha=1.0,
+                  edgecolor=_mpl(NOTE_GREY))
+    if title:  # a sweep point's title lists its labels: wrap it rather than crop it
+        ax.set_title(_literal(title), fontsize=TITLE_PT, wrap=True)
+    ax.set_xlabel(_literal(xlabel or ""), fontsize=LABEL_PT)
+    ax.set_ylabel(_literal(ylabel or ""), fontsize=LABEL_PT)
+
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    if rgba.shape[:2] != (height, width):  # figsize * dpi rounding: never seen, but the size is the contract
+        drawn = f"{rgba.shape[1]}x{rgba.shape[0]}"
+        raise RuntimeError(f"matplotlib drew {drawn} px, asked for {width}x{height}")
+    return np.ascontiguousarray(rgba[:, :, :3])

@@ -14,7 +14,7 @@ What is measured, per size (square images, the bundled example pair resized):
 - per L-BFGS backend: seconds per iteration, evaluations per iteration, the
   overhead beyond its evaluations, and the lowest total loss reached within
   each checkpoint's number of evaluations, every backend from the same white noise;
-- the same with the PyTorch baseline (:mod:`nst_jax.torch_baseline`) when
+- the same with the PyTorch baseline (:mod:`nst_jax.apps.torch_baseline`) when
   PyTorch is installed, and the parity of the two implementations.
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ def machine() -> dict:
 def square_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
     """The bundled content and style images resized to ``size x size``."""
     from nst_jax import images
-    from nst_jax.cli import example_path
+    from nst_jax.config import example_path
 
     return tuple(images.resize_to(images.load_image(example_path(name)), (size, size))
                  for name in ("chelsea.jpg", "starry_night.jpg"))
@@ -177,8 +177,7 @@ def _jax_backend(content, style, params, preprocessing, config, x0, evaluations:
 
     from nst_jax import stylize
 
-    job = stylize.prepare(content, style, params, config, preprocessing=preprocessing,
-                          init_image=x0)
+    job = stylize.prepare(content, style, params, config, preprocessing=preprocessing)
     start = time.perf_counter()
     job.step(1)  # compiles
     jax.block_until_ready(job.state)
@@ -199,7 +198,8 @@ def _jax_backend(content, style, params, preprocessing, config, x0, evaluations:
 
 def _torch_backend(content, style, params, preprocessing, config, x0, evaluations: int,
                    checkpoints, repeats: int) -> dict:
-    from nst_jax import torch_baseline as tb
+    from nst_jax import stylize
+    from nst_jax.apps import torch_baseline as tb
 
     torch = tb.require_torch()
     loss = tb.make_loss(params, content, style, config, preprocessing)
@@ -212,7 +212,7 @@ def _torch_backend(content, style, params, preprocessing, config, x0, evaluation
         return total
 
     eval_seconds, times = median_seconds(evaluate, repeats, warmup=2)
-    run = tb.run_lbfgs(loss, x0, evaluations, config.optimizer.memory_size)
+    run = tb.run_lbfgs(loss, x0, evaluations, stylize.optimizer_settings(config).memory_size)
     return {
         "s_per_evaluation": eval_seconds, "evaluation_times": times, "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -227,12 +227,13 @@ def _evaluation(size: int, config):
     import jax
 
     from nst_jax import stylize, weights
+    from nst_jax.weight_sources.download import ensure_weights
 
-    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
+    params, preprocessing = weights.load_params(ensure_weights(log=lambda m: None))
     content, style = square_pair(size)
     loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
-                                    config.style_layers, config.network(), preprocessing)
-    loss_weights = config.loss_weights()
+                                    config.style_layers, stylize.network(config), preprocessing)
+    loss_weights = stylize.loss_weights(config)
     value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
     return params, preprocessing, content, style, value_and_grad
 
@@ -240,10 +241,11 @@ def _evaluation(size: int, config):
 def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], repeats: int,
                remat: bool = False, precision: str = "float32", seed: int = 0) -> dict:
     """Everything measured at one size (runs in the worker process)."""
-    from nst_jax import optimize, stylize
+    from nst_jax import stylize
 
+    # Unconstrained pixels, as the PyTorch baseline's: the losses compare like with like.
     config = stylize.Config(remat=remat, precision=precision, seed=seed,
-                            iterations=max(checkpoints) + 1)
+                            iterations=max(checkpoints) + 1, bounds="none")
     params, preprocessing, content, style, value_and_grad = _evaluation(size, config)
     x0 = np.asarray(stylize.white_noise(seed, content.shape, config.noise_amplitude))
     start = time.perf_counter()
@@ -269,8 +271,7 @@ def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], r
             except NSTError as e:
                 result["backends"]["torch"] = {"error": str(e)}
             continue
-        run_config = stylize.Config(**{**vars(config), "init": "image",
-                                       "optimizer": optimize.Settings(method=backend)})
+        run_config = config.replace(optimizer=backend)  # starts from the same noise, x0
         result["backends"][backend] = _jax_backend(content, style, params, preprocessing,
                                                    run_config, x0, max(checkpoints), checkpoints,
                                                    eval_s)
@@ -296,9 +297,11 @@ def memory_case(size: int, remat: bool, precision: str = "float32") -> dict:
 
 def parity_case(size: int) -> dict:
     """Largest relative differences between nst_jax and the PyTorch baseline at ``size``."""
-    from nst_jax import stylize, torch_baseline, weights
+    from nst_jax import stylize, weights
+    from nst_jax.apps import torch_baseline
+    from nst_jax.weight_sources.download import ensure_weights
 
-    params, preprocessing = weights.load_params(weights.ensure_weights(log=lambda m: None))
+    params, preprocessing = weights.load_params(ensure_weights(log=lambda m: None))
     content, style = square_pair(size)
     return torch_baseline.parity(params, content, style, stylize.Config(), preprocessing)
 
@@ -307,7 +310,7 @@ CASES = {"speed": speed_case, "memory": memory_case, "parity": parity_case}
 
 
 def worker(argv: Sequence[str]) -> int:
-    """``python -m nst_jax.bench KIND JSON-KWARGS``: run one case, print its result as one line."""
+    """``python -m nst_jax.apps.bench KIND JSON-KWARGS``: run one case, print its result as one line."""
     kind, kwargs = argv[0], json.loads(argv[1])
     try:
         result = CASES[kind](**kwargs)
@@ -320,7 +323,7 @@ def worker(argv: Sequence[str]) -> int:
 
 def run_in_subprocess(kind: str, timeout: float | None = None, **kwargs) -> dict:
     """Run one case in a fresh Python process; ``{"error": ...}`` if it failed (e.g. out of memory)."""
-    command = [sys.executable, "-m", "nst_jax.bench", kind, json.dumps(kwargs)]
+    command = [sys.executable, "-m", "nst_jax.apps.bench", kind, json.dumps(kwargs)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -528,17 +531,15 @@ def write_text(path: str, text: str) -> None:
 
 def check_writable(path: str) -> None:
     """:class:`NSTError` now, not after an hour of benchmarking, if ``path`` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise NSTError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise NSTError(f"cannot write {path}: permission denied")
+    from nst_jax.files import check_writable_folder
+
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), path)
 
 
 def main(argv=None) -> int:
-    from nst_jax.cli import guarded
+    from nst_jax.apps.flags import ArgumentParser
 
-    p = argparse.ArgumentParser(description="Benchmark nst_jax (and a PyTorch baseline) on this machine.")
+    p = ArgumentParser(prog="bench", description="Benchmark nst_jax (and a PyTorch baseline) on this machine.")
     p.add_argument("--sizes", type=_ints, default=list(DEFAULT_SIZES), help="square image sizes, px")
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                    help="L-BFGS backends to run: nst_jax's lbfgs, lbfgs-stepwise, lbfgs-jaxopt, "
@@ -561,38 +562,44 @@ def main(argv=None) -> int:
     p.add_argument("--output", default="bench.json", help="JSON results")
     p.add_argument("--markdown", default=None, help="also write the tables here")
     args = p.parse_args(argv)
+    return run(args)
 
-    def run(args):
-        from nst_jax import optimize
 
-        backends = [b for b in args.backends.split(",") if b]
-        unknown = [b for b in backends if b != "torch" and b not in optimize.OPTIMIZERS[:3]]
-        if unknown:
-            raise NSTError(f"unknown backend(s) {', '.join(unknown)}; choose from "
-                           f"{', '.join(optimize.OPTIMIZERS[:3])}, torch")
-        every_size = args.sizes + args.remat_sizes + args.bfloat16_sizes + args.memory_sizes
-        if not args.sizes or min(every_size) < 32 or not args.checkpoints or min(args.checkpoints) < 1:
-            raise NSTError("--sizes (and the other sizes) must be >= 32 px and --checkpoints >= 1")
-        if args.repeats < 1:
-            raise NSTError(f"--repeats must be >= 1, got {args.repeats}")
-        if args.memory_limit_gb and len(args.memory_sizes) < 2:
-            raise NSTError("--memory-limit-gb needs at least two --memory-sizes")
-        for path in (args.output, args.markdown):
-            if path:
-                check_writable(path)
-        def save(results):
-            write_text(args.output, json.dumps(results, indent=1))
-            if args.markdown:
-                write_text(args.markdown, markdown(results))
+def run(args) -> int:
+    from nst_jax import optimize
+    from nst_jax.apps import runner
 
-        results = run_benchmark(args.sizes, backends, sorted(args.checkpoints), args.repeats,
-                                args.remat_sizes, args.bfloat16_sizes, args.memory_sizes,
-                                args.memory_limit_gb, args.parity_size, args.timeout,
-                                log=lambda m: print(m, file=sys.stderr, flush=True), save=save)
-        sys.stdout.write(markdown(results))
-        return 0
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = [b for b in backends if b != "torch" and b not in optimize.OPTIMIZERS[:3]]
+    if unknown:
+        raise NSTError(f"unknown backend(s) {', '.join(unknown)}; choose from "
+                       f"{', '.join(optimize.OPTIMIZERS[:3])}, torch")
+    every_size = args.sizes + args.remat_sizes + args.bfloat16_sizes + args.memory_sizes
+    if not args.sizes or min(every_size) < 32 or not args.checkpoints or min(args.checkpoints) < 1:
+        raise NSTError("--sizes (and the other sizes) must be >= 32 px and --checkpoints >= 1")
+    if args.repeats < 1:
+        raise NSTError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.memory_limit_gb and len(args.memory_sizes) < 2:
+        raise NSTError("--memory-limit-gb needs at least two --memory-sizes")
+    for path in (args.output, args.markdown):
+        if path:
+            check_writable(path)
+    runner.phase("benchmarking", f"the cases finished so far are in {args.output}")
 
-    return guarded(run, args, started="the benchmark finished")
+    def save(results):
+        write_text(args.output, json.dumps(results, indent=1))
+        if args.markdown:
+            write_text(args.markdown, markdown(results))
+        runner.check_interrupt()  # a safe point between cases
+
+    results = run_benchmark(args.sizes, backends, sorted(args.checkpoints), args.repeats,
+                            args.remat_sizes, args.bfloat16_sizes, args.memory_sizes,
+                            args.memory_limit_gb, args.parity_size, args.timeout,
+                            log=lambda m: print(m, file=sys.stderr, flush=True), save=save)
+    sys.stdout.write(markdown(results))
+    return runner.ExitCode.OK
+
+
 
 
 if __name__ == "__main__":

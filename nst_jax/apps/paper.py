@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nst_jax.stylize import STYLE_LAYERS, Config
+from nst_jax.config import STYLE_LAYERS, Config
 from nst_jax.sweep import Grid, PointResult
 
 FIG2_CONTENT_LAYERS = ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")

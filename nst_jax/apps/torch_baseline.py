@@ -153,7 +153,7 @@ def make_loss(params, content: np.ndarray, style: np.ndarray, config,
     Args:
       params: the VGG params tree (``nst_jax.weights.load_params``).
       content / style: RGB float32 ``(H, W, 3)`` in [0, 1] (sizes may differ).
-      config: a :class:`nst_jax.stylize.Config`: its layers, layer weights,
+      config: a :class:`nst_jax.config.Config`: its layers, layer weights,
         ``alpha``, ``beta``, ``tv_weight`` and ``pooling`` are used.
       preprocessing: the weights' input preprocessing.
       blocks: the network's layout (``VGG19_BLOCKS``; tests use a tiny one).
@@ -165,10 +165,9 @@ def make_loss(params, content: np.ndarray, style: np.ndarray, config,
     torch = require_torch()
     content_layers, style_layers = tuple(config.content_layers), tuple(config.style_layers)
     layers = tuple(dict.fromkeys(content_layers + style_layers))
-    weights = config.loss_weights()
-    alpha, beta, tv_weight = (float(weights.alpha), float(weights.beta), float(weights.tv_weight))
-    content_weights = [float(w) for w in np.asarray(weights.content_layer_weights)]
-    style_weights = [float(w) for w in np.asarray(weights.style_layer_weights)]
+    alpha, beta, tv_weight = config.alpha, config.beta, config.tv_weight
+    content_weights = config.layer_weights("content")  # {layer: weight}, as nst_jax ties them
+    style_weights = config.layer_weights("style")
     vgg = TorchVGG(params, blocks, config.pooling)
 
     with torch.no_grad():
@@ -180,9 +179,9 @@ def make_loss(params, content: np.ndarray, style: np.ndarray, config,
     def loss(pixels):
         features = vgg(preprocess(pixels, preprocessing), layers)
         content_term = sum(w * content_loss(features[l], targets_content[l])
-                           for w, l in zip(content_weights, content_layers))
+                           for l, w in content_weights.items())
         style_term = sum(w * style_layer_loss(features[l], targets_style[l])
-                         for w, l in zip(style_weights, style_layers))
+                         for l, w in style_weights.items())
         tv = total_variation(pixels)
         total = alpha * content_term + beta * style_term + tv_weight * tv
         return total, content_term, style_term, tv
@@ -330,7 +329,7 @@ def parity(params, content: np.ndarray, style: np.ndarray, config, preprocessing
     loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
                                     config.style_layers, module, preprocessing)
     features_fn = stylize.make_features_fn(params, names, module, preprocessing)
-    weights = config.loss_weights()
+    weights = stylize.loss_weights(config)
 
     @jax.jit
     def reference(x):

@@ -1,0 +1,260 @@
+"""Command-line flags made from :class:`nst_jax.config.Config`, and an argparse that errs in one line.
+
+Why a small generator over argparse rather than a dataclass CLI library (tyro,
+simple-parsing): the flags need three things those make awkward — every error
+on one ``error:`` line (they print usage blocks or boxed tracebacks), the
+sweep's list syntax for the same fields (``--seeds 0,1,2``,
+``--style-layers conv1_1,conv1_1+conv2_1``, ``--style-layer-weights "1,0;0,1"``),
+and negative numbers as values (``--ratios -1e-3`` is a value, not a flag).
+Each field's metadata (help, group, kind, whether a sweep may vary it) is all
+the generator reads, so a field added to ``Config`` appears in every tool.
+
+Single values (``stylize.py``): ``--size 384``, ``--style-layers conv1_1,conv2_1``.
+Sweep axes (``sweep.py``), one list of points per sweepable field:
+
+- numbers, seeds and inits: comma-separated, the flag in the plural
+  (``--ratios 1e-4,1e-3``, ``--seeds 0,1``, ``--inits noise,content``);
+- layer sets: comma-separated points, ``+`` joining the layers of one point
+  (``--content-layers conv2_2,conv2_2+conv4_2``);
+- weight vectors: ``;``-separated points, each comma-separated as in
+  ``stylize.py`` (``--style-layer-weights "1,0,0,0,0;0.2,0.2,0.2,0.2,0.2"``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from typing import Any, Callable, Mapping, Sequence
+
+from nst_jax.config import ALIASES, FIELDS, GROUPS, Config, ConfigError
+from nst_jax.errors import NSTError
+
+
+class UsageError(NSTError):
+    """A flag the parser could not read (unknown, missing value, not a number)."""
+
+
+# A value that starts with '-' but cannot be a flag here: no flag begins with a digit or '.'.
+_NEGATIVE_VALUE = re.compile(r"^-[0-9.][0-9.eE+\-,;]*$")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``['--ratios', '-1e-3']`` -> ``['--ratios=-1e-3']``: argparse reads ``-1e-3``
+    (scientific notation) as a flag, so a value like it is attached to its flag."""
+    out: list[str] = []
+    for token in argv:
+        if (_NEGATIVE_VALUE.match(token) and out and out[-1].startswith("--")
+                and "=" not in out[-1]):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one-line :class:`UsageError` (shown by the runner as
+    ``error: ...``), with negative numbers taken as values and no abbreviated flags."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(**kwargs)
+
+    def error(self, message: str):  # argparse's hook; it must not return
+        raise UsageError(f"{' '.join(message.split())} (see --help)")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_args(join_negative_values(args), namespace)
+
+
+# --- parsing one value, by kind -----------------------------------------------------------
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _real(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _items(text: str, sep: str = ",") -> list[str]:
+    return [part.strip() for part in text.split(sep) if part.strip()]
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(_items(text))
+
+
+def _reals(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in _items(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file name, got an empty string")
+    return text
+
+
+# How --help shows a value of each kind.
+METAVARS = {"int": "N", "float": "X", "path": "FILE", "layers": "L1,L2", "floats": "W1,W2"}
+
+SINGLE: dict[str, Callable[[str], Any]] = {
+    "int": _whole, "float": _real, "path": _path, "choice": str, "layers": _names,
+    "floats": _reals,
+}
+
+
+def _axis(kind: str) -> Callable[[str], tuple]:
+    """The parser of a sweep axis's list of values."""
+
+    def parse(text: str) -> tuple:
+        if kind == "layers":
+            points = tuple(tuple(_items(item, "+")) for item in _items(text))
+        elif kind == "floats":
+            points = tuple(_reals(item) for item in _items(text, ";"))
+        else:
+            points = tuple(SINGLE[kind](item) for item in _items(text))
+        if not points:
+            raise argparse.ArgumentTypeError(f"got no values in {text!r}")
+        return points
+
+    return parse
+
+
+class _AxisAction(argparse.Action):
+    """Stores an axis's values and remembers the order the axes were given in: the
+    grid is their product in that order (the last one varies fastest, and makes the
+    contact sheet's columns)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        order = [name for name in getattr(namespace, "axis_order", []) if name != self.dest]
+        namespace.axis_order = order + [self.dest]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def axis_flag(name: str, kind: str) -> str:
+    """``seed`` -> ``--seeds``; fields whose values are lists keep their own name."""
+    return _flag(name) if kind in ("layers", "floats") else _flag(name) + "s"
+
+
+def _default_text(name: str, value: Any, shown: str | None) -> str:
+    if shown is not None:
+        return shown
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclasses.dataclass
+class ConfigFlags:
+    """The flags of some of :class:`Config`'s fields, added to ``parser``.
+
+    Args:
+      parser: an :class:`ArgumentParser`.
+      fields: the fields to offer (default: all, plus the ``ratio`` alias).
+      axes: offer sweepable fields as sweep axes (lists of points) instead of single values.
+      defaults: this tool's own defaults, where they differ from ``Config``'s
+        (the sweep runs smaller images); shown in ``--help``.
+    """
+
+    parser: ArgumentParser
+    fields: Sequence[str] | None = None
+    axes: bool = False
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        names = list(self.fields) if self.fields is not None else list(FIELDS) + list(ALIASES)
+        self.flags: dict[str, str] = {}  # field -> the flag that sets it
+        self.swept: list[str] = []
+        groups = {key: self.parser.add_argument_group(title) for key, title in GROUPS.items()}
+        if self.axes:
+            groups["axes"] = self.parser.add_argument_group(
+                "sweep axes (each takes a list of values; the grid is their product)")
+        base = Config().replace(**self.defaults)
+        for name in names:
+            if name in ALIASES:
+                alias = ALIASES[name]
+                meta = dict(help=alias.help, group="loss", kind=alias.kind, sweep=alias.sweep,
+                            choices=None, metavar=None, shown_default="not set")
+                default_text = "not set"
+            else:
+                meta = FIELDS[name].metadata
+                default_text = _default_text(name, getattr(base, name), meta["shown_default"]
+                                             if name not in self.defaults else None)
+            as_axis = self.axes and meta["sweep"]
+            group = groups["axes" if as_axis else meta["group"]]
+            kind = meta["kind"]
+            if as_axis:
+                flag = axis_flag(name, kind)
+                syntax = {"layers": "comma-separated points, '+' joins the layers of one point",
+                          "floats": "';'-separated points, each comma-separated"}.get(
+                              kind, "comma-separated")
+                group.add_argument(flag, dest=name, type=_axis(kind), default=None,
+                                   metavar="VALUES", action=_AxisAction,
+                                   help=f"{meta['help']}: {syntax} (default: {default_text})")
+                self.swept.append(name)
+            elif kind == "bool":
+                flag = _flag(name)
+                group.add_argument(flag, dest=name, action="store_true", default=None,
+                                   help=meta["help"])
+            else:
+                flag = _flag(name)
+                group.add_argument(flag, dest=name, type=SINGLE[kind], default=None,
+                                   choices=meta["choices"],
+                                   metavar=meta["metavar"] or METAVARS.get(kind),
+                                   help=f"{meta['help']} (default: {default_text})")
+            self.flags[name] = flag
+
+    def usage_error(self, error: ConfigError) -> UsageError:
+        """A :class:`ConfigError` reworded with the flag the user typed."""
+        flag = self.flags.get(error.field)
+        if flag is None:  # set through an alias (ratio -> alpha)
+            flag = next((self.flags[a] for a, alias in ALIASES.items()
+                         if a in self.flags and error.field in alias.sets(0.0)), error.field)
+        return UsageError(f"{flag} {error.problem}")
+
+    def given(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The single-value fields the user set (not the axes)."""
+        return {name: getattr(args, name) for name in self.flags
+                if name not in self.swept and getattr(args, name) is not None}
+
+    def config(self, args: argparse.Namespace) -> Config:
+        """The :class:`Config` of this tool's defaults and the flags given."""
+        try:
+            return Config().replace(**{**self.defaults, **self.given(args)})
+        except ConfigError as e:
+            raise self.usage_error(e) from None
+
+    def axis_values(self, args: argparse.Namespace) -> dict[str, tuple]:
+        """``{field: values}`` of the sweep axes given, in the order they were given."""
+        return {name: getattr(args, name) for name in getattr(args, "axis_order", [])}
+
+
+def parse_and_run(build_parser: Callable[[], tuple[ArgumentParser, ConfigFlags]],
+                  run: Callable[[argparse.Namespace, ConfigFlags], int],
+                  argv: Sequence[str] | None) -> int:
+    """A tool's ``main``: parse ``argv`` with its parser and run it; a :class:`ConfigError`
+    the run meets (a value checked only when used, e.g. ``--init`` naming no file) is
+    reworded with the flag the user typed."""
+    parser, flags = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args, flags)
+    except ConfigError as e:
+        raise flags.usage_error(e) from None

@@ -1,0 +1,196 @@
+"""How every command-line tool starts and ends: one wrapper, one set of exit codes.
+
+:func:`launch` installs the Ctrl-C handler *before* importing the tool (so an
+interrupt during ``import jax`` is caught too), imports it, runs its ``main``,
+and turns what escapes into one ``error:`` line and an exit code:
+
+- :class:`~nst_jax.errors.NSTError` (bad input, including bad flags) -> 2;
+- Ctrl-C -> 130, with a line that says what was being done (:func:`phase`) and
+  what that left on disk;
+- running out of memory -> 1.
+
+**Ctrl-C is deferred.** Python's default handler raises ``KeyboardInterrupt``
+wherever the main thread happens to be, and in a JAX program that is often
+inside a callback from C++ (nanobind) — during ``import jax`` that ended in
+``terminate called after throwing an instance of 'nanobind::python_error'``
+or a segfault — or inside a garbage-collector callback, where Python can only
+print and ignore it (a bare ``except:`` in a library swallows it the same way).
+So the handler only counts; the tools raise ``KeyboardInterrupt`` at safe
+points: :func:`phase` between steps and :func:`check_interrupt` in their
+loops (after each chunk of iterations). A long step (a compilation, an import)
+finishes before the tool stops. A third Ctrl-C stops the process at once: the
+outputs are written atomically, so that leaves none half-written either.
+
+This module imports only the standard library: it runs before anything else.
+"""
+from __future__ import annotations
+
+import enum
+import importlib
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Sequence
+
+# Ctrl-Cs after which the process stops at once, without waiting for a safe point.
+AT_ONCE = 3
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # the machine ran out of something (memory)
+    ERROR = 2  # bad input: a file, a flag, the weights
+    NONFINITE = 3  # the loss became non-finite; the best image so far was kept
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class _State:
+    interrupts = 0  # Ctrl-Cs received
+    seen = 0  # of those, the ones raised at a safe point
+    doing = "starting"
+    outcome = "nothing was written"
+
+
+def _message() -> str:
+    return f"error: interrupted while {_State.doing}; {_State.outcome}"
+
+
+def _on_sigint(signum, frame) -> None:
+    _State.interrupts += 1
+    if _State.interrupts >= AT_ONCE:
+        from nst_jax.files import remove_partial_files  # imported by then: the tool runs
+
+        remove_partial_files()
+        _exit_now(f"{_message()} (stopped at once after {AT_ONCE} Ctrl-Cs)")
+
+
+def _exit_now(line: str) -> None:
+    """Print ``line`` and end the process now, skipping the interpreter's teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is sys.stderr:
+                stream.write(line + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(ExitCode.INTERRUPTED)
+
+
+def phase(doing: str, outcome: str | None = None) -> None:
+    """The previous step is done and the tool now starts ``doing``; ``outcome`` says what
+    an interrupt leaves on disk from now on (default: as before).
+
+    A safe point: a Ctrl-C that arrived during the previous step is raised here, and
+    reported as "interrupted while <the previous step>; <outcome>" (the outcome is
+    already the new one: that step finished, a file it wrote is there).
+    """
+    if outcome is not None:
+        _State.outcome = outcome
+    check_interrupt()
+    _State.doing = doing
+
+
+def check_interrupt() -> None:
+    """A safe point: raise ``KeyboardInterrupt`` if a Ctrl-C arrived since the last one."""
+    if _State.interrupts > _State.seen:
+        _State.seen = _State.interrupts
+        raise KeyboardInterrupt
+
+
+def interrupt_handled() -> None:
+    """The tool caught the ``KeyboardInterrupt`` and deals with it itself."""
+    _State.seen = _State.interrupts
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or (
+        "Out of memory" in text or "out of memory" in text)
+
+
+def _first_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def guarded(main: Callable[[], int]) -> int:
+    """``main()`` with the exits described in the module docstring."""
+    try:
+        code = int(main())
+        check_interrupt()  # a Ctrl-C in the last moments still counts
+        return code
+    except KeyboardInterrupt:
+        print(_message(), file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # stdout closed early (| head): nothing to say, nowhere to say it
+        return ExitCode.FAILED
+    except Exception as e:  # noqa: BLE001 - sorted below: ours, memory, or a bug
+        from nst_jax.errors import NSTError
+
+        if _State.interrupts > _State.seen:  # e.g. pip, interrupted too, failed the download
+            print(_message(), file=sys.stderr)
+            return ExitCode.INTERRUPTED
+        if isinstance(e, NSTError):
+            print(f"error: {_first_line(e)}", file=sys.stderr)
+            return ExitCode.ERROR
+        if _out_of_memory(e):
+            print(f"error: out of memory while {_State.doing}; try a smaller --size "
+                  f"({_first_line(e)[:200]})", file=sys.stderr)
+            return ExitCode.FAILED
+        raise  # a bug: keep the traceback
+
+
+def launch(module: str, argv: Sequence[str] | None = None) -> int:
+    """Run the tool ``module`` (a module with ``main(argv) -> int``) under :func:`guarded`,
+    with Ctrl-C deferred (see the module docstring) from before its import."""
+
+    def main() -> int:
+        tool = importlib.import_module(module)
+        check_interrupt()
+        return tool.main(argv)
+
+    _State.interrupts = _State.seen = 0
+    _State.doing, _State.outcome = "starting", "nothing was written"
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        return guarded(main)
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        return guarded(main)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_tool(module: str) -> int:
+    """:func:`launch` for a process of its own (the scripts and console scripts).
+
+    After a Ctrl-C the process ends at once (``os._exit``) once the line is
+    printed: an interrupt may have left XLA in the middle of compiling, and the
+    interpreter's teardown then crashed (SIGSEGV seen at exit). Every output is
+    complete on disk by then (written atomically).
+    """
+    code = launch(module)
+    if code == ExitCode.INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(int(code))
+    return code
+
+
+# Console scripts (pyproject.toml) and scripts/*.py: each runs its tool in this process.
+def stylize() -> int:
+    return run_tool("nst_jax.apps.stylize")
+
+
+def sweep() -> int:
+    return run_tool("nst_jax.apps.sweep")
+
+
+def fetch_weights() -> int:
+    return run_tool("nst_jax.apps.fetch_weights")
+
+
+def paper_figures() -> int:
+    return run_tool("nst_jax.apps.paper_figures")

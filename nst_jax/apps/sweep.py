@@ -1,0 +1,297 @@
+"""``python scripts/sweep.py`` / ``nst-sweep``: a grid of style transfers in one compiled call.
+
+Its flags are :class:`nst_jax.config.Config`'s fields (:mod:`nst_jax.apps.flags`):
+the sweepable ones as axes (lists of values; the grid is their product), the
+others shared by every point. It builds a :class:`nst_jax.sweep.Grid`, runs it
+on a :class:`nst_jax.sweep.Sweeper` and writes, as each chunk finishes, one PNG
+and one loss-curve plot per point, a labelled contact sheet, and
+``results.json`` / ``results.csv`` with the final losses. Every file is written
+atomically, so an interrupted sweep keeps what it has finished. Nothing written
+depends on the clock: the same flags give the same files.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import pathlib
+import re
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from nst_jax import images, stylize
+from nst_jax.apps import plots, runner
+from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, parse_and_run
+from nst_jax.apps.progress import LoopProgress
+from nst_jax.apps.runner import ExitCode
+from nst_jax.config import ConfigError
+from nst_jax.errors import NSTError
+from nst_jax.files import atomic_write
+
+# Where the sweep's defaults differ from a single run's: smaller images, fewer iterations.
+DEFAULTS = {"size": 128, "iterations": 100}
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+CONTACT_SHEET = "contact_sheet.png"
+
+
+def build_parser() -> tuple[ArgumentParser, ConfigFlags]:
+    parser = ArgumentParser(
+        prog="sweep",
+        description="Run a product grid of Gatys et al. style transfers as one compiled, vmapped "
+                    "computation (sharded over all devices). Every axis flag takes a list of "
+                    "values; the grid is their product. Example: --ratios 1e-4,1e-3,1e-2 "
+                    "--content-layers conv2_2,conv4_2 --seeds 0,1")
+    flags = ConfigFlags(parser, axes=True, defaults=DEFAULTS)
+    out = parser.add_argument_group("output and batching")
+    out.add_argument("--output-dir", default="sweep", help="folder for every output (default: sweep)")
+    out.add_argument("--batch-size", type=int, default=0,
+                     help="points per compiled call (default: 0 = the whole grid); lower it when "
+                          "the grid does not fit in memory")
+    add_run_flags(parser)
+    return parser, flags
+
+
+def add_run_flags(parser: ArgumentParser) -> None:
+    """``--quiet`` and the multi-process flags (also used by paper_figures.py)."""
+    parser.add_argument("--quiet", action="store_true", help="print only the output folder and errors")
+    dist = parser.add_argument_group("several processes (multi-host); see README")
+    dist.add_argument("--distributed", action="store_true",
+                      help="join a multi-process run (jax.distributed.initialize; arguments "
+                           "detected on TPU pods, SLURM and Open MPI)")
+    dist.add_argument("--coordinator", default=None, help="host:port of process 0")
+    dist.add_argument("--num-processes", type=int, default=None)
+    dist.add_argument("--process-id", type=int, default=None)
+
+
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 0:
+        raise UsageError(f"--batch-size must be >= 0, got {batch_size}")
+
+
+def make_grid(args, flags: ConfigFlags):
+    """The :class:`nst_jax.sweep.Grid` the flags describe (every point checked)."""
+    from nst_jax.sweep import Grid
+
+    base = flags.config(args)
+    try:
+        return Grid.product(base, **flags.axis_values(args))
+    except ConfigError as e:
+        raise flags.usage_error(e) from None
+
+
+def format_value(value) -> str:
+    """An axis value as a label: ``0.001`` -> ``1e-3``, ``0.5`` -> ``0.5``, layer sets joined by ``+``."""
+    if isinstance(value, (tuple, list)):
+        return "+".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        if value != 0 and not 0.1 <= abs(value) < 1e4:
+            mantissa, exponent = f"{value:e}".split("e")
+            return f"{float(mantissa):g}e{int(exponent)}"
+        return f"{value:g}"
+    return str(value)
+
+
+def point_name(index: int, labels: dict) -> str:
+    """File stem of a point: ``003_ratio-1e-3_seed-1`` (safe characters only)."""
+    parts = [f"{index:03d}"] + [f"{name}-{format_value(v)}" for name, v in labels.items()]
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", "_".join(parts))
+
+
+@dataclasses.dataclass(frozen=True)
+class SheetLayout:
+    """Where each point goes on the contact sheet: the last axis with more than
+    one value makes the columns, the others (in order) the rows."""
+
+    rows: int
+    cols: int
+    row_labels: list[str]
+    col_labels: list[str]
+    col_title: str | None
+    row_title: str | None
+
+
+def sheet_layout(grid) -> SheetLayout:
+    varying = [(name, values) for name, values in grid.axes if len(values) > 1]
+    if not varying:
+        return SheetLayout(1, len(grid), [""], [str(i) for i in range(len(grid))], None, None)
+    col_name, col_values = varying[-1]
+    # Row-major order with the column axis last: the grid's own order, when only the
+    # column axis follows the others. Other axes with one value do not change it.
+    rows = len(grid) // len(col_values)
+    row_labels = []
+    for r in range(rows):
+        labels = grid.labels(r * len(col_values))
+        row_labels.append("\n".join(f"{name}={format_value(labels[name])}"
+                                    for name, _ in varying[:-1]))
+    return SheetLayout(rows, len(col_values), row_labels,
+                       [format_value(v) for v in col_values], col_name,
+                       " x ".join(name for name, _ in varying[:-1]) or None)
+
+
+class Writer:
+    """Writes a sweep's outputs into ``folder`` as the chunks arrive (each file atomically):
+    ``NNN_<labels>.png`` and ``NNN_<labels>_loss.png`` per point, ``results.json``,
+    ``results.csv`` and ``contact_sheet.png`` (missing points drawn grey)."""
+
+    def __init__(self, folder: pathlib.Path, grid, title: str = "nst_jax sweep"):
+        self.folder, self.grid, self.title = folder, grid, title
+        self.results: dict[int, object] = {}
+        self.curves = plots.have_matplotlib()
+
+    def chunk(self, results) -> None:
+        for r in results:
+            self.results[r.index] = r
+            name = point_name(r.index, r.labels)
+            meta = {"Software": "nst_jax sweep", "nst_jax:point": json.dumps(r.summary()),
+                    "nst_jax:config": json.dumps(r.config.to_dict(), default=str)}
+            images.save_png(self.folder / f"{name}.png", r.image, meta)
+            if not self.curves:
+                continue
+            title = ", ".join(f"{k}={format_value(v)}" for k, v in r.labels.items()) or name
+            curve = plots.loss_curves({"total loss": r.trace}, title=title)
+            images.save_png(self.folder / f"{name}_loss.png", curve.astype(np.float32) / 255.0)
+        self.tables()
+        self.sheet()
+
+    def tables(self) -> None:
+        from nst_jax.sweep import STATIC_FIELDS
+
+        rows = [self.results[i].summary() for i in sorted(self.results)]
+        document = {
+            "axes": {name: [format_value(v) for v in values] for name, values in self.grid.axes},
+            "shared": {k: v for k, v in self.grid.configs[0].to_dict().items()
+                       if k in STATIC_FIELDS},
+            "points_done": len(rows), "points": len(self.grid),
+            "results": [{**row, "file": point_name(row["index"], self.results[row["index"]].labels)
+                         + ".png"} for row in rows],
+        }
+        with atomic_write(self.folder / RESULTS_JSON) as tmp:
+            tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
+        with atomic_write(self.folder / RESULTS_CSV) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def sheet(self) -> None:
+        layout = sheet_layout(self.grid)
+        cells, captions = [], []
+        for i in range(len(self.grid)):
+            r = self.results.get(i)
+            cells.append(None if r is None else r.image)
+            captions.append(None if r is None else
+                            f"content {r.content:.3g}\nstyle {r.style:.3g}"
+                            + ("" if r.status in ("completed", "converged") else f"\n{r.status}"))
+        settings = self.grid.settings
+        shared = (f"{self.grid.iterations} it. {settings.method}, "
+                  f"{len(self.results)}/{len(self.grid)} points")
+        sheet = plots.contact_sheet(cells, layout.rows, layout.cols, row_labels=layout.row_labels,
+                                    col_labels=layout.col_labels, captions=captions,
+                                    title=f"{self.title} ({shared})", row_title=layout.row_title,
+                                    col_title=layout.col_title)
+        images.save_png(self.folder / CONTACT_SHEET, sheet.astype(np.float32) / 255.0)
+
+
+def prepare_folder(path: str | pathlib.Path) -> pathlib.Path:
+    folder = pathlib.Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NSTError(f"cannot create the output folder {folder}: {e.strerror or e}") from None
+    images.check_output_path(folder / CONTACT_SHEET)  # writable, or a one-line error
+    return folder
+
+
+def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: int = 0,
+                    fixed_batch: bool = False, title: str = "nst_jax sweep", quiet: bool = False):
+    """Run ``grid`` on ``sweeper`` (:class:`nst_jax.sweep.Sweeper`) and write its
+    outputs into ``folder`` as each chunk finishes (process 0; others pass None).
+    Returns the :class:`nst_jax.sweep.PointResult` list; an interrupt propagates
+    after the finished chunks (and the current one) are written."""
+    import jax
+
+    writer = Writer(folder, grid, title) if folder is not None else None
+    devices = jax.devices()
+    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    log(f"{title}: {len(grid)} points {'x'.join(map(str, grid.shape))} "
+        f"({', '.join(name for name, _ in grid.axes) or 'one point'}), {grid.iterations} "
+        f"iterations of {grid.settings.method} at {sweeper.width}x{sweeper.height} px, on "
+        f"{len(devices)} {devices[0].platform} device(s) in {jax.process_count()} process(es)")
+    if writer is not None and not writer.curves:
+        log("note: no loss-curve plots, because matplotlib is not installed "
+            "(pip install 'nst_jax[plots]')")
+    plan = max(1, -(-len(grid) // max(1, batch_size or len(grid))))
+    with LoopProgress(title, plan * grid.iterations, "chunk {chunk}, points done {points}",
+                      quiet=quiet) as bar:
+
+        def on_progress(p) -> None:
+            bar.update(p.chunk * p.iterations + p.iteration, chunk=f"{p.chunk + 1}/{p.num_chunks}",
+                       points=f"{p.points_done}/{p.num_points}")
+            runner.check_interrupt()
+
+        def on_chunk(results) -> None:
+            if writer is not None:
+                runner.phase("writing a chunk's results",
+                             f"the points finished before it are in {folder}")
+                writer.chunk(results)
+                runner.phase("sweeping", f"the finished points are in {folder}")
+
+        return sweeper.run(grid, batch_size=batch_size or None, fixed_batch=fixed_batch,
+                           on_chunk=on_chunk, on_progress=on_progress)
+
+
+def start(args):
+    """Join the processes if asked (before other JAX work); True on process 0."""
+    from nst_jax import sweep
+
+    if args.distributed or args.coordinator:
+        sweep.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    import jax
+
+    return jax.process_index() == 0
+
+
+def load(config, quiet: bool):
+    """``(content, style, network)`` of a sweep's shared settings."""
+    runner.phase("reading the images")
+    inputs = stylize.load_inputs(config)
+    runner.phase("loading the weights")
+    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    return inputs.content, inputs.style, stylize.load_network(config, inputs.content, inputs.style,
+                                                              log=log)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return parse_and_run(build_parser, run, argv)
+
+
+def run(args, flags: ConfigFlags) -> int:
+    check_batch_size(args.batch_size)
+    grid = make_grid(args, flags)  # every point checked before any work
+    main_process = start(args)
+    quiet = args.quiet or not main_process
+    content, style, network = load(grid.configs[0], quiet)
+    folder = prepare_folder(args.output_dir) if main_process else None
+    from nst_jax.sweep import Sweeper
+
+    runner.phase("compiling", "nothing was written")
+    sweeper = Sweeper.for_grids(content, style, network.params, [grid], module=network.module,
+                                preprocessing=network.preprocessing)
+    runner.phase("sweeping", f"the finished points are in {args.output_dir}")
+    try:
+        results = sweep_to_folder(grid, folder, sweeper, batch_size=args.batch_size, quiet=quiet)
+    except KeyboardInterrupt:
+        runner.interrupt_handled()
+        print(f"interrupted; the finished points (and the interrupted chunk's best images so "
+              f"far) are in {args.output_dir}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    nonfinite = [r.index for r in results if r.status == "nonfinite"]
+    if nonfinite:
+        print(f"error: the loss became non-finite for point(s) {nonfinite}; their best images so "
+              f"far are in {args.output_dir}", file=sys.stderr)
+        return ExitCode.NONFINITE
+    if main_process:
+        print(f"wrote {folder}")
+    return ExitCode.OK

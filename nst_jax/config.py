@@ -1,0 +1,332 @@
+"""One style transfer's settings: the single source of their defaults, help and checks.
+
+:class:`Config` is a frozen dataclass. Each field carries, in its metadata, the
+help text, the group it belongs to, how it is checked, and whether a sweep may
+vary it (an array hyper-parameter) or it fixes the compiled program. The
+command-line tools build their flags from these fields
+(:mod:`nst_jax.apps.flags`), the sweep's axes are the sweepable field names, and
+the PNG metadata is the config as a dict, so a default or a range is written
+once, here.
+
+Defaults are the paper's (§2, §3) where it gives one: content ``conv4_2``; style
+``conv1_1`` ... ``conv5_1`` with ``w_l = 1/5``; α/β = 1e-3 (Fig. 3); average
+pooling; L-BFGS from white noise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from importlib import resources
+from typing import Any, Callable, Mapping, NamedTuple
+
+from nst_jax.errors import NSTError
+
+CONTENT_LAYERS = ("conv4_2",)
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+# Starting images a sweep can vary by an integer code; ``init`` may also be an image file.
+INITS = ("noise", "content", "style")
+POOLINGS = ("avg", "max")
+PRECISIONS = ("float32", "bfloat16")
+# Kept in step with nst_jax.optimize (a test checks it); listed here so that reading
+# the configuration does not import JAX.
+OPTIMIZERS = ("lbfgs", "lbfgs-stepwise", "lbfgs-jaxopt", "adam")
+BOUNDS = ("box", "none")
+# Image sides, in px. VGG's four poolings before conv5_1 need 16; larger than 4096 is
+# almost surely a typo (and 1.7e7 px per image is more than one machine evaluates).
+MIN_SIDE = 16
+MAX_SIDE = 4096
+MAX_ITERATIONS = 100_000
+# Seeds are unsigned 32-bit integers: a sweep carries them in a uint32 array.
+MAX_SEED = 2**32 - 1
+
+GROUPS = {
+    "images": "images",
+    "loss": "loss (eq. 7: alpha * content + beta * style)",
+    "network": "network",
+    "optimisation": "optimisation",
+}
+
+
+def example_path(name: str) -> pathlib.Path:
+    """Path of a bundled example image (``chelsea.jpg``, ``starry_night.jpg``)."""
+    return pathlib.Path(str(resources.files("nst_jax") / "examples" / name))
+
+
+class ConfigError(NSTError):
+    """A field of :class:`Config` has a value it cannot take.
+
+    ``field`` names the field (``'size'``) and ``problem`` says what is wrong
+    (``'must be a whole number from 16 to 4096, got 8'``); the command-line
+    tools replace the field name by the flag the user typed.
+    """
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+# --- checks: each takes the value and returns it normalised, or raises ConfigError ------
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) or (
+        hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "iuf")
+
+
+def _is_whole(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "iu")
+
+
+def number(low: float = 0.0, high: float = math.inf, *, low_open: bool = False,
+           high_open: bool = False) -> Callable[[str, Any], float]:
+    """A finite real number in ``[low, high]`` (open ends where asked)."""
+    left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+    span = f"in {left}{low:g}, {high:g}{right}" if high != math.inf else (
+        f"> {low:g}" if low_open else f">= {low:g}")
+
+    def check(name: str, value: Any) -> float:
+        if not _is_real(value):
+            raise ConfigError(name, f"must be a number, got {value!r}")
+        value = float(value)
+        bad = (not math.isfinite(value) or value < low or value > high
+               or (low_open and value == low) or (high_open and value == high))
+        if bad:
+            raise ConfigError(name, f"must be a finite number {span}, got {value:g}")
+        return value
+
+    return check
+
+
+def whole(low: int, high: int) -> Callable[[str, Any], int]:
+    """A whole number in ``[low, high]``."""
+
+    def check(name: str, value: Any) -> int:
+        if not _is_whole(value) or not low <= int(value) <= high:
+            shown = repr(value) if not _is_real(value) else f"{value}"
+            raise ConfigError(name, f"must be a whole number from {low} to {high}, got {shown}")
+        return int(value)
+
+    return check
+
+
+def side(name: str, value: Any) -> int:
+    return whole(MIN_SIDE, MAX_SIDE)(name, value)
+
+
+def optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigError(name, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    return check
+
+
+def flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"must be True or False, got {value!r}")
+    return value
+
+
+def text(name: str, value: Any) -> str:
+    if not isinstance(value, (str, pathlib.PurePath)) or not str(value).strip():
+        raise ConfigError(name, f"must be a file path, got {value!r}")
+    return str(value)
+
+
+def layer_names(name: str, value: Any) -> tuple[str, ...]:
+    from nst_jax.vgg import LAYER_NAMES  # the names only; vgg imports no JAX work at import
+
+    layers = (value,) if isinstance(value, str) else tuple(value)
+    if not layers:
+        raise ConfigError(name, "must name at least one layer")
+    unknown = [layer for layer in layers if layer not in LAYER_NAMES]
+    if unknown:
+        raise ConfigError(name, f"has unknown layer name(s) {', '.join(map(str, unknown))}; choose "
+                                f"from {', '.join(LAYER_NAMES)}")
+    twice = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if twice:
+        raise ConfigError(name, f"names {', '.join(twice)} more than once")
+    return layers
+
+
+def layer_weights(name: str, value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    values = tuple(value) if not isinstance(value, str) else (value,)
+    for v in values:
+        if not _is_real(v) or not math.isfinite(float(v)) or float(v) < 0:
+            raise ConfigError(name, f"must be finite numbers >= 0, got {', '.join(map(str, values))}")
+    return tuple(float(v) for v in values)
+
+
+# --- the fields ---------------------------------------------------------------------------
+
+
+def field(default: Any, help: str, group: str, check: Callable[[str, Any], Any], *,
+          kind: str, sweep: bool = False, choices: tuple[str, ...] | None = None,
+          metavar: str | None = None, shown_default: str | None = None) -> Any:
+    """A :class:`Config` field and its metadata.
+
+    ``kind`` says how a command line writes the value: ``path``, ``int``,
+    ``float``, ``choice``, ``bool``, ``layers`` (comma-separated names) or
+    ``floats`` (comma-separated numbers). ``sweep``: a sweep may vary it (it
+    becomes an array); otherwise it fixes the compiled program and every point
+    of a sweep shares it.
+    """
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, group=group, check=check, kind=kind, sweep=sweep, choices=choices,
+        metavar=metavar, shown_default=shown_default))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of one style transfer (see the module docstring).
+
+    Build it with keywords (``Config(size=384, beta=1e4)``), change it with
+    :meth:`replace` (which also takes the shorthand ``ratio``), and read each
+    field's help with :func:`describe`. Invalid values raise :class:`ConfigError`.
+    """
+
+    # images
+    content: str = field(str(example_path("chelsea.jpg")), "content image (any format Pillow reads)",
+                         "images", text, kind="path", shown_default="the bundled photo of Chelsea the cat")
+    style: str = field(str(example_path("starry_night.jpg")), "style image", "images", text,
+                       kind="path", shown_default="the bundled Starry Night")
+    size: int = field(256, f"long side of the output in px ({MIN_SIDE}-{MAX_SIDE})", "images", side,
+                      kind="int")
+    style_size: int | None = field(None, "long side the style image is resized to; smaller makes "
+                                         "its strokes larger", "images", optional(side), kind="int",
+                                   shown_default="--size")
+    # loss
+    alpha: float = field(1.0, "content weight (eq. 7)", "loss", number(), kind="float", sweep=True)
+    beta: float = field(1e3, "style weight (eq. 7)", "loss", number(), kind="float", sweep=True)
+    content_layers: tuple[str, ...] = field(CONTENT_LAYERS, "content layers", "loss", layer_names,
+                                            kind="layers", sweep=True)
+    content_layer_weights: tuple[float, ...] | None = field(
+        None, "one weight per content layer, in the order of --content-layers", "loss",
+        layer_weights, kind="floats", sweep=True, shown_default="1 each")
+    style_layers: tuple[str, ...] = field(STYLE_LAYERS, "style layers", "loss", layer_names,
+                                          kind="layers", sweep=True)
+    style_layer_weights: tuple[float, ...] | None = field(
+        None, "one weight w_l per style layer, in the order of --style-layers (eq. 5)", "loss",
+        layer_weights, kind="floats", sweep=True, shown_default="1/number of layers, as the paper")
+    tv_weight: float = field(0.0, "total-variation weight (not in the paper; 0 = off)", "loss",
+                             number(), kind="float", sweep=True)
+    # network
+    pooling: str = field("avg", "pooling in VGG19 (the paper uses avg)", "network", choice(POOLINGS),
+                         kind="choice", choices=POOLINGS)
+    remat: bool = field(False, "recompute VGG activations in the backward pass: a little less "
+                               "memory, more time (see README)", "network", flag, kind="bool")
+    precision: str = field("float32", "compute dtype of the convolutions (bfloat16: see README "
+                                      "before using it)", "network", choice(PRECISIONS),
+                           kind="choice", choices=PRECISIONS)
+    normalize_network: bool = field(False, "rescale VGG filters so each has mean activation 1 over "
+                                           "the content and style images (paper §2)", "network",
+                                    flag, kind="bool")
+    weights: str | None = field(None, "converted VGG19 weights file (see scripts/fetch_weights.py)",
+                                "network", optional(text), kind="path",
+                                shown_default="weights/vgg19.h5, converted on first use")
+    # optimisation
+    iterations: int = field(200, "optimiser iterations", "optimisation", whole(1, MAX_ITERATIONS),
+                            kind="int")
+    optimizer: str = field("lbfgs-stepwise", "lbfgs-stepwise (L-BFGS with optax's memory and a "
+                                             "projected line search), lbfgs (optax's), "
+                                             "lbfgs-jaxopt or adam; see README",
+                           "optimisation", choice(OPTIMIZERS), kind="choice", choices=OPTIMIZERS)
+    learning_rate: float = field(0.02, "Adam's step size (pixels in [0, 1]); unused by L-BFGS",
+                                 "optimisation", number(0.0, low_open=True), kind="float")
+    tolerance: float = field(0.0, "stop once an iteration changes the loss by at most this fraction "
+                                  "of it (0 = run every iteration)", "optimisation",
+                             number(0.0, 1.0, high_open=True), kind="float")
+    bounds: str = field("box", "box: every pixel stays in [0, 1] while optimising, so the best image "
+                               "found is the one saved; none: unconstrained, clipped when saved "
+                               "(for comparison; see README)", "optimisation", choice(BOUNDS),
+                        kind="choice", choices=BOUNDS)
+    init: str = field("noise", "start from noise (white noise, the paper's), content, style, or an "
+                               "image file", "optimisation", text, kind="path", sweep=True,
+                      metavar="{noise,content,style,FILE}")
+    seed: int = field(0, f"seed of the white noise (0 to {MAX_SEED})", "optimisation",
+                      whole(0, MAX_SEED), kind="int", sweep=True)
+    noise_amplitude: float = field(0.1, "the white noise is 0.5 + A * (uniform - 0.5); 1 = full "
+                                         "range", "optimisation", number(0.0, 1.0), kind="float",
+                                   sweep=True)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
+        for kind in ("content", "style"):
+            weights = getattr(self, f"{kind}_layer_weights")
+            layers = getattr(self, f"{kind}_layers")
+            if weights is not None and len(weights) != len(layers):
+                raise ConfigError(f"{kind}_layer_weights",
+                                  f"has {len(weights)} weight(s) for {len(layers)} {kind} layer(s) "
+                                  f"({', '.join(layers)}); give one per layer")
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with ``changes``; ``ratio=r`` is short for ``alpha=r, beta=1``."""
+        changes = expand_aliases(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values (tuples become lists)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    def layer_weights(self, kind: str) -> dict[str, float]:
+        """``{layer: weight}`` of the ``'content'`` or ``'style'`` layers: the one place
+        where a weight is tied to its layer (1 per content layer and ``1/L`` per style
+        layer, as the paper, unless given)."""
+        layers = getattr(self, f"{kind}_layers")
+        weights = getattr(self, f"{kind}_layer_weights")
+        if weights is None:
+            weights = (1.0,) * len(layers) if kind == "content" else (1.0 / len(layers),) * len(layers)
+        return dict(zip(layers, weights))
+
+    @property
+    def init_is_file(self) -> bool:
+        return self.init not in INITS
+
+
+class Alias(NamedTuple):
+    """A shorthand that sets several fields (used by :meth:`Config.replace`, the CLIs and sweeps)."""
+
+    help: str
+    check: Callable[[str, Any], Any]
+    sets: Callable[[Any], dict]
+    kind: str
+    sweep: bool
+
+
+ALIASES: dict[str, Alias] = {
+    "ratio": Alias("alpha/beta; sets alpha = RATIO and beta = 1", number(),
+                   lambda r: {"alpha": r, "beta": 1.0}, "float", True),
+}
+
+
+def expand_aliases(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` with every alias replaced by the fields it sets (checked first)."""
+    out = {}
+    for name, value in changes.items():
+        if name in ALIASES:
+            alias = ALIASES[name]
+            sets = alias.sets(0.0)
+            if set(sets) & set(changes):
+                raise ConfigError(name, f"sets {' and '.join(sets)}; give one or the other")
+            out.update(alias.sets(alias.check(name, value)))
+        else:
+            out[name] = value
+    return out
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+# What a sweep may vary (array hyper-parameters), and what fixes the compiled program.
+SWEEPABLE = tuple(name for name, f in FIELDS.items() if f.metadata["sweep"]) + tuple(
+    name for name, alias in ALIASES.items() if alias.sweep)
+STATIC_FIELDS = tuple(name for name, f in FIELDS.items() if not f.metadata["sweep"])
