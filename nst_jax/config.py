@@ -141,7 +141,7 @@ def text(name: str, value: Any) -> str:
 
 
 def layer_names(name: str, value: Any) -> tuple[str, ...]:
-    from nst_jax.vgg import LAYER_NAMES  # the names only; vgg imports no JAX work at import
+    from nst_jax.vgg import LAYER_NAMES  # here, not at the top: vgg imports flax and JAX
 
     layers = (value,) if isinstance(value, str) else tuple(value)
     if not layers:
@@ -190,8 +190,9 @@ class Config:
     """Every setting of one style transfer (see the module docstring).
 
     Build it with keywords (``Config(size=384, beta=1e4)``), change it with
-    :meth:`replace` (which also takes the shorthand ``ratio``), and read each
-    field's help with :func:`describe`. Invalid values raise :class:`ConfigError`.
+    :meth:`replace` (which also takes the shorthand ``ratio``); each field's help,
+    group and check are in ``FIELDS[name].metadata``. Invalid values raise
+    :class:`ConfigError`.
     """
 
     # images

@@ -125,6 +125,12 @@ def best_image(state: optimize.OptimizeState) -> jax.Array:
     return jnp.clip(jnp.where(finite, state.best_pixels, state.pixels), *PIXEL_BOUNDS)
 
 
+def saved_pixels(state: optimize.OptimizeState) -> jax.Array:
+    """What a PNG of :func:`best_image` holds: those pixels rounded to 8 bits (as floats
+    in [0, 1]); one state or a batch of them. The losses reported are of these pixels."""
+    return jnp.round(best_image(state) * 255.0) / 255.0
+
+
 def white_noise(seed: jax.Array | int, shape: tuple[int, ...],
                 amplitude: jax.Array | float = 0.1) -> jax.Array:
     """``0.5 + amplitude * (U[0, 1) - 0.5)``: white noise around mid-grey.
@@ -279,9 +285,9 @@ class Stylization:
     def saved(self) -> tuple[np.ndarray, float, LossTerms]:
         """``(image, total, terms)`` of what a PNG of :meth:`result` holds: the best
         image rounded to 8 bits, and the eq. 7 loss of exactly those pixels."""
-        image = images.to_uint8(self.result())
-        total, terms = self.terms(image.astype(np.float32) / 255.0)
-        return image, total, terms
+        pixels = saved_pixels(self.state)
+        total, terms = self.terms(pixels)
+        return images.to_uint8(np.asarray(pixels)), total, terms
 
 
 def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Config(), *,

@@ -36,8 +36,8 @@ from nst_jax import optimize
 from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
-from nst_jax.stylize import (best_image, build_loss_fn, loss_weights, network, optimizer_settings,
-                             white_noise)
+from nst_jax.stylize import (build_loss_fn, loss_weights, network, optimizer_settings,
+                             saved_pixels, white_noise)
 from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing
 
 GRID_AXIS = "grid"
@@ -468,8 +468,7 @@ def run_grid(content: np.ndarray, style: np.ndarray, params, grid: Grid, *,
 
 def _results(sweeper: Sweeper, grid: Grid, indices: list[int], points: Point,
              state: optimize.OptimizeState, status: str | None) -> list[PointResult]:
-    # What a PNG holds: the best pixels rounded to 8 bits; the losses are those of these pixels.
-    best = jnp.round(best_image(state) * 255.0) / 255.0
+    best = saved_pixels(state)
     total, terms = sweeper.terms(best, points)
     host = to_host({"image": best, "total": total, "terms": terms, "trace": state.trace.value,
                     "iteration": state.iteration, "evaluations": state.evaluations,

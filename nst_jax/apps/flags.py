@@ -153,7 +153,7 @@ def axis_flag(name: str, kind: str) -> str:
     return _flag(name) if kind in ("layers", "floats") else _flag(name) + "s"
 
 
-def _default_text(name: str, value: Any, shown: str | None) -> str:
+def _default_text(value: Any, shown: str | None) -> str:
     if shown is not None:
         return shown
     if isinstance(value, tuple):
@@ -195,7 +195,7 @@ class ConfigFlags:
                 default_text = "not set"
             else:
                 meta = FIELDS[name].metadata
-                default_text = _default_text(name, getattr(base, name), meta["shown_default"]
+                default_text = _default_text(getattr(base, name), meta["shown_default"]
                                              if name not in self.defaults else None)
             as_axis = self.axes and meta["sweep"]
             group = groups["axes" if as_axis else meta["group"]]

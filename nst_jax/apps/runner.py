@@ -21,7 +21,8 @@ loops (after each chunk of iterations). A long step (a compilation, an import)
 finishes before the tool stops. A third Ctrl-C stops the process at once: the
 outputs are written atomically, so that leaves none half-written either.
 
-This module imports only the standard library: it runs before anything else.
+This module imports only the standard library and :mod:`nst_jax.errors` (which
+imports nothing): it runs before anything else.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import signal
 import sys
 import threading
 from typing import Callable, Sequence
+
+from nst_jax.errors import NSTError, one_line
 
 # Ctrl-Cs after which the process stops at once, without waiting for a safe point.
 AT_ONCE = 3
@@ -109,8 +112,9 @@ def _out_of_memory(error: BaseException) -> bool:
         "Out of memory" in text or "out of memory" in text)
 
 
-def _first_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+def logger(quiet: bool) -> Callable[[str], None]:
+    """A tool's messages: one line each on stderr, or nothing when ``quiet``."""
+    return (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
 
 
 def guarded(main: Callable[[], int]) -> int:
@@ -125,17 +129,15 @@ def guarded(main: Callable[[], int]) -> int:
     except BrokenPipeError:  # stdout closed early (| head): nothing to say, nowhere to say it
         return ExitCode.FAILED
     except Exception as e:  # noqa: BLE001 - sorted below: ours, memory, or a bug
-        from nst_jax.errors import NSTError
-
         if _State.interrupts > _State.seen:  # e.g. pip, interrupted too, failed the download
             print(_message(), file=sys.stderr)
             return ExitCode.INTERRUPTED
         if isinstance(e, NSTError):
-            print(f"error: {_first_line(e)}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             return ExitCode.ERROR
         if _out_of_memory(e):
             print(f"error: out of memory while {_State.doing}; try a smaller --size "
-                  f"({_first_line(e)[:200]})", file=sys.stderr)
+                  f"({one_line(e)[:200]})", file=sys.stderr)
             return ExitCode.FAILED
         raise  # a bug: keep the traceback
 

@@ -70,7 +70,7 @@ def run(args, flags: ConfigFlags) -> int:
     output = images.check_output_path(args.output)
     unchanged = (f"the existing {output} is unchanged" if output.exists()
                  else f"{output} was not written")
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    log = runner.logger(args.quiet)
     arguments = {**flags.given(args), "output": args.output, "save_every": args.save_every}
 
     runner.phase("reading the images", unchanged)

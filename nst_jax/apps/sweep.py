@@ -214,7 +214,7 @@ def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: i
 
     writer = Writer(folder, grid, title) if folder is not None else None
     devices = jax.devices()
-    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    log = runner.logger(quiet)
     log(f"{title}: {len(grid)} points {'x'.join(map(str, grid.shape))} "
         f"({', '.join(name for name, _ in grid.axes) or 'one point'}), {grid.iterations} "
         f"iterations of {grid.settings.method} at {sweeper.width}x{sweeper.height} px, on "
@@ -258,7 +258,7 @@ def load(config, quiet: bool):
     runner.phase("reading the images")
     inputs = stylize.load_inputs(config)
     runner.phase("loading the weights")
-    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    log = runner.logger(quiet)
     return inputs.content, inputs.style, stylize.load_network(config, inputs.content, inputs.style,
                                                               log=log)
 
