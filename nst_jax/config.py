@@ -32,6 +32,10 @@ PRECISIONS = ("float32", "bfloat16")
 # the configuration does not import JAX.
 OPTIMIZERS = ("lbfgs", "lbfgs-stepwise", "lbfgs-jaxopt", "adam")
 BOUNDS = ("box", "none")
+# Colour preservation (Gatys et al. 2017, §5); kept in step with nst_jax.colors.MODES (a test checks it).
+COLOR_MODES = ("none", "luminance", "histogram", "histogram-cholesky", "original")
+# --style-scale: the style's long side as a multiple of the output's.
+MAX_STYLE_SCALE = 8.0
 # Image sides, in px. VGG's four poolings before conv5_1 need 16; larger than 4096 is
 # almost surely a typo (and 1.7e7 px per image is more than one machine evaluates).
 MIN_SIDE = 16
@@ -140,6 +144,35 @@ def text(name: str, value: Any) -> str:
     return str(value)
 
 
+def paths(name: str, value: Any) -> tuple[str, ...]:
+    """One file path or several (a str or PathLike is one path, commas included)."""
+    values = (value,) if isinstance(value, (str, pathlib.PurePath)) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ConfigError(name, f"must be a file path or a list of them, got {value!r}") from None
+    if not values:
+        raise ConfigError(name, "must name at least one file")
+    return tuple(text(name, v) for v in values)
+
+
+def positive_numbers(high: float) -> Callable[[str, Any], tuple[float, ...] | None]:
+    """None, or one or more finite numbers in ``(0, high]``."""
+
+    def check(name: str, value: Any) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        values = (value,) if _is_real(value) else tuple(value)
+        ok = values and all(_is_real(v) and math.isfinite(float(v)) and 0 < float(v) <= high
+                            for v in values)
+        if not ok:
+            raise ConfigError(name, f"must be numbers in (0, {high:g}], got "
+                                    f"{', '.join(map(str, values)) or 'none'}")
+        return tuple(float(v) for v in values)
+
+    return check
+
+
 def layer_names(name: str, value: Any) -> tuple[str, ...]:
     from nst_jax.vgg import LAYER_NAMES  # here, not at the top: vgg imports flax and JAX
 
@@ -157,13 +190,22 @@ def layer_names(name: str, value: Any) -> tuple[str, ...]:
 
 
 def layer_weights(name: str, value: Any) -> tuple[float, ...] | None:
+    """None, or finite numbers >= 0 (layer, blend and region weights)."""
     if value is None:
         return None
-    values = tuple(value) if not isinstance(value, str) else (value,)
+    values = tuple(value) if not isinstance(value, str) and not _is_real(value) else (value,)
     for v in values:
         if not _is_real(v) or not math.isfinite(float(v)) or float(v) < 0:
             raise ConfigError(name, f"must be finite numbers >= 0, got {', '.join(map(str, values))}")
     return tuple(float(v) for v in values)
+
+
+def some_weight(name: str, value: Any) -> tuple[float, ...] | None:
+    """As :func:`layer_weights`, and not all zero (they are normalised to sum to 1)."""
+    values = layer_weights(name, value)
+    if values is not None and not sum(values) > 0:
+        raise ConfigError(name, f"must not all be 0, got {', '.join(f'{v:g}' for v in values)}")
+    return values
 
 
 # --- the fields ---------------------------------------------------------------------------
@@ -175,7 +217,8 @@ def field(default: Any, help: str, group: str, check: Callable[[str, Any], Any],
     """A :class:`Config` field and its metadata.
 
     ``kind`` says how a command line writes the value: ``path``, ``int``,
-    ``float``, ``choice``, ``bool``, ``layers`` (comma-separated names) or
+    ``float``, ``choice``, ``bool``, ``paths`` (comma-separated files), ``layers``
+    (comma-separated names) or
     ``floats`` (comma-separated numbers). ``sweep``: a sweep may vary it (it
     becomes an array); otherwise it fixes the compiled program and every point
     of a sweep shares it.
@@ -198,13 +241,41 @@ class Config:
     # images
     content: str = field(str(example_path("chelsea.jpg")), "content image (any format Pillow reads)",
                          "images", text, kind="path", shown_default="the bundled photo of Chelsea the cat")
-    style: str = field(str(example_path("starry_night.jpg")), "style image", "images", text,
-                       kind="path", shown_default="the bundled Starry Night")
+    style: tuple[str, ...] = field(
+        (str(example_path("starry_night.jpg")),), "style image, or several separated by commas: "
+        "blended (--style-blend-weights), or one per region (--content-masks)", "images", paths,
+        kind="paths", shown_default="the bundled Starry Night")
     size: int = field(256, f"long side of the output in px ({MIN_SIDE}-{MAX_SIDE})", "images", side,
                       kind="int")
     style_size: int | None = field(None, "long side the style image is resized to; smaller makes "
                                          "its strokes larger", "images", optional(side), kind="int",
                                    shown_default="--size")
+    style_scale: tuple[float, ...] | None = field(
+        None, f"resize each style image to F x the output's long side (F in (0, "
+              f"{MAX_STYLE_SCALE:g}]; one F for every style, or one per style); instead of "
+              "--style-size", "images",
+        positive_numbers(MAX_STYLE_SCALE), kind="floats", metavar="F", shown_default="1")
+    style_blend_weights: tuple[float, ...] | None = field(
+        None, "with several styles, the weight of each in the blend of their Gram matrices "
+              "(normalised to sum to 1)", "images", some_weight, kind="floats", sweep=True,
+        shown_default="equal")
+    preserve_colors: str = field(
+        "none", "keep the content's colours: luminance (transfer on luminance only, Gatys et al. "
+                "2017 §5.1), histogram (recolour the style to the content's colour mean and "
+                "covariance first, §5.2; histogram-cholesky: the Cholesky variant), original (swap "
+                "the content's colours into the result afterwards)", "images",
+        choice(COLOR_MODES), kind="choice", choices=COLOR_MODES)
+    content_masks: tuple[str, ...] | None = field(
+        None, "one greyscale mask per style image (white = that style's region; resized with the "
+              "content), separated by commas: a style per region (Gatys et al. 2017 §4)", "images",
+        optional(paths), kind="paths", shown_default="none: every style over the whole image")
+    style_masks: tuple[str, ...] | None = field(
+        None, "one greyscale mask per style image: take each style only from the white part of "
+              "its own image", "images", optional(paths), kind="paths",
+        shown_default="each whole style image")
+    region_weights: tuple[float, ...] | None = field(
+        None, "with --content-masks, the weight of each region's style term", "images",
+        layer_weights, kind="floats", sweep=True, shown_default="1/number of regions")
     # loss
     alpha: float = field(1.0, "content weight (eq. 7)", "loss", number(), kind="float", sweep=True)
     beta: float = field(1e3, "style weight (eq. 7)", "loss", number(), kind="float", sweep=True)
@@ -269,6 +340,32 @@ class Config:
                 raise ConfigError(f"{kind}_layer_weights",
                                   f"has {len(weights)} weight(s) for {len(layers)} {kind} layer(s) "
                                   f"({', '.join(layers)}); give one per layer")
+        self._check_styles()
+
+    def _check_styles(self):
+        styles = len(self.style)
+
+        def one_per_style(name: str, what: str, allow_one: bool = False):
+            values = getattr(self, name)
+            if values is not None and len(values) != styles and not (allow_one and len(values) == 1):
+                raise ConfigError(name, f"has {len(values)} {what} for {styles} style image(s); "
+                                        f"give {'one, or ' if allow_one else ''}one per style image")
+
+        one_per_style("style_blend_weights", "weight(s)")
+        one_per_style("style_scale", "scale(s)", allow_one=True)
+        one_per_style("content_masks", "mask(s)")
+        one_per_style("style_masks", "mask(s)")
+        if self.style_scale is not None and self.style_size is not None:
+            raise ConfigError("style_scale", "and style_size both set the style's size; give one")
+        if self.content_masks is not None and self.style_blend_weights is not None:
+            raise ConfigError("style_blend_weights", "blends styles over the whole image; with "
+                                                     "content_masks each region has its own style")
+        if self.region_weights is not None:
+            if self.content_masks is None:
+                raise ConfigError("region_weights", "needs content_masks (the regions)")
+            if len(self.region_weights) != len(self.content_masks):
+                raise ConfigError("region_weights", f"has {len(self.region_weights)} weight(s) "
+                                                    f"for {len(self.content_masks)} region(s)")
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes``; ``ratio=r`` is short for ``alpha=r, beta=1``."""
@@ -289,6 +386,21 @@ class Config:
         if weights is None:
             weights = (1.0,) * len(layers) if kind == "content" else (1.0 / len(layers),) * len(layers)
         return dict(zip(layers, weights))
+
+    def style_mix(self) -> list[list[float]]:
+        """``(R, K)`` blend weights of the ``K`` styles in each of ``R`` regions (rows sum
+        to 1): one row of blend weights (equal unless given) without content masks; with
+        them, style ``r`` in region ``r``."""
+        styles = len(self.style)
+        if self.content_masks is not None:
+            return [[float(r == k) for k in range(styles)] for r in range(styles)]
+        weights = self.style_blend_weights or (1.0,) * styles
+        return [[w / sum(weights) for w in weights]]
+
+    def region_weight_values(self) -> list[float]:
+        """``λ_r`` of each region: ``region_weights``, or ``1/R`` (1 without masks)."""
+        regions = 1 if self.content_masks is None else len(self.content_masks)
+        return list(self.region_weights or (1.0 / regions,) * regions)
 
     @property
     def init_is_file(self) -> bool:

@@ -268,6 +268,25 @@ def resize_to(
     return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def load_mask(path: PathLike, shape_hw: Sequence[int]) -> np.ndarray:
+    """Read a region mask: greyscale float32 in [0, 1], ``(H, W)``, white = inside.
+
+    Any image Pillow reads; a colour image counts by its luminance (ITU-R 601). It is
+    resized to ``shape_hw`` bilinearly, so its edge stays soft rather than jagged.
+
+    Raises:
+      NSTError: as :func:`load_image`, or the mask is black everywhere (no region).
+    """
+    rgb = load_image(path)
+    grey = rgb @ np.asarray([0.299, 0.587, 0.114], np.float32)
+    if grey.shape != tuple(shape_hw):
+        grey = resize_to(grey[:, :, None], shape_hw, resample=Image.Resampling.BILINEAR)[:, :, 0]
+    if not np.any(grey > 0):
+        raise NSTError(f"the mask {path} is black everywhere: white marks the region, so it "
+                       f"has none")
+    return np.asarray(grey, np.float32)
+
+
 def side_by_side(images: Sequence[np.ndarray], height: int, *, gap: int = GAP) -> np.ndarray:
     """Join images left to right at one height, with a white gap between them.
 

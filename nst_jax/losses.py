@@ -5,9 +5,14 @@ maps of size ``M_l = H * W``; ``F^l`` (``N_l x M_l``) are the generated image's
 activations, ``P^l`` the content image's, ``G^l`` / ``A^l`` the Gram matrices of
 the generated and the style image.
 
+Several styles and a style per region (Gatys, Ecker, Bethge, Hertzmann &
+Shechtman, CVPR 2017, §4) are here too: :func:`guided_gram_matrix`,
+:func:`guided_style_layer_loss` and :func:`guided_style_loss`, which is eq. 5
+for one style without regions.
+
 Feature maps here are channels-last ``(H, W, N_l)`` arrays, one image each; use
 ``jax.vmap`` for batches. Every hyper-parameter (``alpha``, ``beta``, layer
-weights, ``tv_weight``) is an array argument, so a grid of them is one ``vmap``
+weights, ``tv_weight``, blend and region weights) is an array argument, so a grid of them is one ``vmap``
 and compiles once.
 """
 from __future__ import annotations
@@ -42,7 +47,6 @@ def content_loss(features: jax.Array, content_features: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(jnp.square(features - content_features))
 
 
-@jax.custom_vjp
 def style_layer_loss(features: jax.Array, style_gram: jax.Array) -> jax.Array:
     """Eq. 4: ``E_l = 1 / (4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2``.
 
@@ -56,29 +60,81 @@ def style_layer_loss(features: jax.Array, style_gram: jax.Array) -> jax.Array:
     Returns:
       a scalar.
     """
-    return _style_layer_loss_fwd(features, style_gram)[0]
+    return gram_loss(features, style_gram, _positions(features))
 
 
-def _style_layer_loss_fwd(features, style_gram):
-    height, width, channels = features.shape
-    scale = 1.0 / (channels**2 * (height * width) ** 2)
-    diff = gram_matrix(features) - style_gram
-    return 0.25 * scale * jnp.sum(jnp.square(diff)), (features, diff)
+def _positions(features: jax.Array) -> jax.Array:
+    """``M = H W`` as a float (float32, or float64 for float64 features)."""
+    height, width, _ = features.shape
+    return jnp.asarray(height * width, jnp.promote_types(features.dtype, jnp.float32))
 
 
-def _style_layer_loss_bwd(residuals, cotangent):
-    features, diff = residuals
-    height, width, channels = features.shape
-    scale = 1.0 / (channels**2 * (height * width) ** 2)
+@jax.custom_vjp
+def gram_loss(features: jax.Array, target_gram: jax.Array, area: jax.Array) -> jax.Array:
+    """``1 / (4 N^2 area^2) sum_ij (G_ij - T_ij)^2`` with ``G = F^T F``: eq. 4 with the
+    number of positions ``M_l`` given as ``area`` (a region's area for a guided Gram
+    matrix, :func:`guided_style_layer_loss`), and its eq. 6 gradient.
+
+    Args:
+      features: ``(H, W, N)``; target_gram: ``(N, N)``, symmetric; area: scalar > 0.
+    """
+    return _gram_loss_fwd(features, target_gram, area)[0]
+
+
+def _gram_loss_fwd(features, target_gram, area):
+    channels = features.shape[-1]
+    scale = 1.0 / (channels**2 * jnp.square(area))
+    diff = gram_matrix(features) - target_gram
+    return 0.25 * scale * jnp.sum(jnp.square(diff)), (features, diff, scale)
+
+
+def _gram_loss_bwd(residuals, cotangent):
+    features, diff, scale = residuals
+    channels = features.shape[-1]
     flat = features.reshape(-1, channels)
-    # G - A is symmetric when A^l is a Gram matrix; symmetrising keeps the gradient exact for any A.
+    # G - T is symmetric when T is a Gram matrix; symmetrising keeps the gradient exact for any T.
     symmetric = 0.5 * (diff + diff.T) * (cotangent * scale).astype(diff.dtype)
     d_features = (flat @ symmetric).reshape(features.shape)
-    # eq. 6 has no term for A^l, a constant; its cotangent (for completeness) is -dE/dG.
-    return d_features, -0.5 * scale * cotangent * diff
+    # eq. 6 has no term for the target, a constant; its cotangent (for completeness) is -dE/dG.
+    # The area is a count, not a parameter: no gradient.
+    return d_features, -0.5 * scale * cotangent * diff, jnp.zeros_like(jnp.asarray(scale))
 
 
-style_layer_loss.defvjp(_style_layer_loss_fwd, _style_layer_loss_bwd)
+gram_loss.defvjp(_gram_loss_fwd, _gram_loss_bwd)
+
+
+def guided_gram_matrix(features: jax.Array, mask: jax.Array) -> jax.Array:
+    """Guided Gram matrix of one region (Gatys et al. 2017, §4), per position:
+    ``sum_k m_k F_k F_k^T / sum_k m_k``.
+
+    Args:
+      features: ``(H, W, N)`` activations; mask: ``(H, W)`` in [0, 1], the region at
+        this layer's resolution (:func:`nst_jax.stylize.propagate_mask`), not all zero.
+    Returns:
+      ``(N, N)``; normalised by the region's area, so it does not shrink with the
+      region (with a mask of ones it is ``gram_matrix(features) / (H W)``).
+    """
+    return gram_matrix(features * jnp.sqrt(mask)[..., None]) / jnp.sum(mask)
+
+
+def guided_style_layer_loss(features: jax.Array, mask: jax.Array | None,
+                            target: jax.Array) -> jax.Array:
+    """Eq. 4 over one region: ``1 / (4 N^2 M_r^2) sum_ij (G_r - M_r T)_ij^2``.
+
+    ``G_r = F^T diag(m) F`` and ``M_r = sum m`` is the region's area, so with ``T`` a
+    guided Gram matrix per position (:func:`guided_gram_matrix` of the style) the
+    term is ``1 / (4 N^2) sum (G_r / M_r - T)^2`` and does not depend on the region's
+    size. ``mask=None`` is the whole image: then, with ``T = A / M``, this is eq. 4.
+
+    Args:
+      features: ``(H, W, N)``; mask: ``(H, W)`` in [0, 1] or None; target: ``(N, N)``.
+    """
+    if mask is None:
+        area = _positions(features)
+    else:
+        features = features * jnp.sqrt(mask)[..., None].astype(features.dtype)
+        area = jnp.sum(mask)
+    return gram_loss(features, area * target, area)
 
 
 def style_loss(features: Mapping[str, jax.Array], style_grams: Mapping[str, jax.Array],
@@ -136,6 +192,49 @@ def total_variation(image: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))
 
 
+def guided_style_loss(features: Mapping[str, jax.Array], style_grams: Mapping[str, jax.Array],
+                      masks: Mapping[str, jax.Array] | None, layer_weights: Mapping[str, jax.Array],
+                      style_mix: jax.Array | None = None,
+                      region_weights: jax.Array | None = None) -> jax.Array:
+    """Eq. 5 with several styles and regions (Gatys et al. 2017, §4):
+    ``L_style = sum_l w_l sum_r λ_r E_{l,r}``.
+
+    Region ``r``'s target at layer ``l`` is a blend of the ``K`` styles' Gram matrices,
+    ``T_r = sum_k mix_rk Â_k`` (per position, :func:`guided_gram_matrix`), and
+    ``E_{l,r}`` is :func:`guided_style_layer_loss` over the region's mask. One region
+    without a mask and one style is eq. 5 (with ``Â = A / M``).
+
+    Args:
+      features: ``{layer: (H, W, N_l)}`` activations of the generated image.
+      style_grams: ``{layer: (K, N_l, N_l)}`` the styles' Gram matrices per position.
+      masks: ``{layer: (R, H, W)}`` the regions at each layer's resolution, or None
+        (one region: the whole image).
+      layer_weights: ``{layer: w_l}`` (by name, as in :func:`style_loss`).
+      style_mix: ``(R, K)``, row ``r`` the blend weights of region ``r``'s styles
+        (default ``[[1]]``: one style, one region).
+      region_weights: ``(R,)``, ``λ_r`` (default 1 each).
+    Returns:
+      a scalar.
+    """
+    missing = sorted(set(layer_weights) - set(style_grams))
+    if missing:
+        raise KeyError(f"no target for the weighted layer(s) {', '.join(missing)}")
+    mix = jnp.ones((1, 1), jnp.float32) if style_mix is None else jnp.asarray(style_mix, jnp.float32)
+    num_regions = mix.shape[0]
+    lam = (jnp.ones((num_regions,), jnp.float32) if region_weights is None
+           else jnp.asarray(region_weights, jnp.float32))
+    if masks is None and num_regions != 1:
+        raise ValueError(f"{num_regions} regions need masks")
+    total = jnp.float32(0.0)
+    for layer, weight in layer_weights.items():
+        targets = jnp.einsum("rk,kij->rij", mix, style_grams[layer])  # (R, N, N)
+        per_region = [guided_style_layer_loss(features[layer],
+                                              None if masks is None else masks[layer][r],
+                                              targets[r]) for r in range(num_regions)]
+        total = total + jnp.asarray(weight, jnp.float32) * jnp.dot(lam, jnp.stack(per_region))
+    return total
+
+
 class LossWeights(NamedTuple):
     """The hyper-parameters of eq. 7 (plus TV), as arrays so a grid is one ``vmap``.
 
@@ -145,6 +244,9 @@ class LossWeights(NamedTuple):
       content_layer_weights: ``{layer: scalar}``, one weight per content layer.
       style_layer_weights: ``{layer: scalar}``, the paper's ``w_l``.
       tv_weight: scalar weight of :func:`total_variation` (0 in the paper).
+      style_mix: ``(R, K)`` blend weights of the ``K`` styles in each of ``R`` regions
+        (:func:`guided_style_loss`); None: one style, one region.
+      region_weights: ``(R,)`` weight of each region's style term; None: 1.
     """
 
     alpha: jax.Array
@@ -152,6 +254,8 @@ class LossWeights(NamedTuple):
     content_layer_weights: dict[str, jax.Array]
     style_layer_weights: dict[str, jax.Array]
     tv_weight: jax.Array
+    style_mix: jax.Array | None = None
+    region_weights: jax.Array | None = None
 
 
 class Targets(NamedTuple):
@@ -159,11 +263,17 @@ class Targets(NamedTuple):
 
     Attributes:
       content: ``{layer: (H, W, N_l)}`` content activations ``P^l``.
-      style: ``{layer: (N_l, N_l)}`` style Gram matrices ``A^l``.
+      style: ``{layer: (K, N_l, N_l)}`` the ``K`` style images' Gram matrices per
+        position, ``Â^l = A^l / M^l`` (over a style mask's region when there is one,
+        :func:`guided_gram_matrix`): independent of the style image's size, so a
+        style resized by ``--style-scale`` changes the texture's scale, not its weight.
+      masks: ``{layer: (R, H_l, W_l)}`` the generated image's regions at each layer's
+        resolution, or None (one region, the whole image).
     """
 
     content: dict[str, jax.Array]
     style: dict[str, jax.Array]
+    masks: dict[str, jax.Array] | None = None
 
 
 class LossTerms(NamedTuple):
@@ -181,13 +291,15 @@ def total_loss(features: Mapping[str, jax.Array], image: jax.Array, targets: Tar
     Args:
       features: the generated image's activations for every content and style layer.
       image: ``(H, W, 3)`` the generated image's pixels (for the TV term).
-      targets: content activations and style Gram matrices (:class:`Targets`).
+      targets: content activations, style Gram matrices and regions (:class:`Targets`).
       weights: :class:`LossWeights`.
     Returns:
-      ``(total, LossTerms(content, style, tv))``.
+      ``(total, LossTerms(content, style, tv))``; the style term is
+      :func:`guided_style_loss` (eq. 5 for one style and no regions).
     """
     content = weighted_content_loss(features, targets.content, weights.content_layer_weights)
-    style = style_loss(features, targets.style, weights.style_layer_weights)
+    style = guided_style_loss(features, targets.style, targets.masks, weights.style_layer_weights,
+                              weights.style_mix, weights.region_weights)
     tv = total_variation(image)
     total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
     return total, LossTerms(content, style, tv)

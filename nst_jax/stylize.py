@@ -1,8 +1,13 @@
 """Wiring: images + VGG + losses + optimiser into one style transfer (paper §2.3).
 
-Everything a sweep may vary (α, β, layer weights, TV weight, the initial image)
-enters :func:`make_loss_fn` / :func:`prepare` as arrays; the layer *names*
-and image sizes are static (they fix the shapes). The settings are a
+Everything a sweep may vary (α, β, layer weights, TV weight, the styles' blend
+and region weights, the initial image) enters :func:`make_loss_fn` /
+:func:`prepare` as arrays; the layer *names*, image sizes, the number of styles
+and regions and the colour mode are static (they fix the program). The artistic
+controls of Gatys et al. 2017 are here too: several styles blended
+(:meth:`Config.style_mix`), a style per region (:func:`propagate_masks`,
+:func:`nst_jax.losses.guided_style_loss`) and colour preservation
+(:mod:`nst_jax.colors`). The settings are a
 :class:`nst_jax.config.Config`; :func:`load_inputs` and :func:`load_network`
 read the files it names.
 """
@@ -16,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import images, optimize, weights
+from nst_jax import colors, images, optimize, weights
 from nst_jax.config import CONTENT_LAYERS, INITS, STYLE_LAYERS, Config, ConfigError  # noqa: F401
 from nst_jax.errors import NSTError
-from nst_jax.losses import LossTerms, LossWeights, Targets, gram_matrix, total_loss
+from nst_jax.losses import LossTerms, LossWeights, Targets, guided_gram_matrix, total_loss
 from nst_jax.vgg import CAFFE, VGG, VGG19, Preprocessing, layer_names, normalize_params, preprocess
 
 # The box the pixels live in: RGB in [0, 1].
@@ -59,7 +64,9 @@ def loss_weights(config: Config, content_layers: Sequence[str] | None = None,
         return {layer: f32(own.get(layer, 0.0)) for layer in layers}
 
     return LossWeights(f32(config.alpha), f32(config.beta), spread("content", content_layers),
-                       spread("style", style_layers), f32(config.tv_weight))
+                       spread("style", style_layers), f32(config.tv_weight),
+                       np.asarray(config.style_mix(), f32),
+                       np.asarray(config.region_weight_values(), f32))
 
 
 FeaturesFn = Callable[[jax.Array], dict]
@@ -79,13 +86,78 @@ def make_features_fn(params, layers: Sequence[str], module: VGG | None = None,
     return features
 
 
-def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Array,
-                    content_layers: Sequence[str], style_layers: Sequence[str]) -> Targets:
-    """The content activations ``P^l`` and the style Gram matrices ``A^l`` (computed once)."""
+def _block(layer: str) -> int:
+    """``conv3_1`` -> 3: the layer's block, after ``block - 1`` 2x2 poolings."""
+    return int(layer[len("conv"):].split("_")[0])
+
+
+def propagate_masks(masks: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+    """Region masks at each layer's resolution: ``(R, H, W)`` -> ``{layer: (R, h, w)}``.
+
+    A mask goes through the same 2x2 average poolings as the network (``VALID``:
+    an odd last row or column is dropped, as VGG drops it), so a position's value
+    is the fraction of its pooled window inside the region. Why not the receptive
+    fields: keeping only the positions whose receptive field lies inside the region
+    (Gatys et al. 2017's alternative) leaves the positions along a boundary guided by
+    no region and erases thin regions at conv5_1 (a receptive field there is 200+ px);
+    averaging guides every position, softly across boundaries, keeps masks that
+    partition the image a partition at every layer, and leaves a mask of ones exactly
+    ones (so one full-image region is exactly the unguided loss).
+    """
+    masks = np.asarray(masks, np.float32)
+    out, pooled, done = {}, masks, 1
+    for layer in sorted(dict.fromkeys(layers), key=_block):
+        while done < _block(layer):
+            r, h, w = pooled.shape
+            pooled = pooled[:, : h // 2 * 2, : w // 2 * 2].reshape(r, h // 2, 2, w // 2, 2).mean(
+                axis=(2, 4), dtype=np.float32)
+            done += 1
+        out[layer] = pooled
+    return out
+
+
+def _check_regions(masks: dict[str, np.ndarray], what: str) -> None:
+    for layer, mask in masks.items():
+        for r, area in enumerate(mask.sum(axis=(1, 2))):
+            if not area > 0:
+                raise NSTError(f"{what} {r + 1} vanishes at {layer} ({mask.shape[2]}x{mask.shape[1]} "
+                               f"positions): make the region larger or the image bigger")
+
+
+def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Array | Sequence[jax.Array],
+                    content_layers: Sequence[str], style_layers: Sequence[str], *,
+                    style_masks: Sequence[np.ndarray | None] | None = None,
+                    content_masks: np.ndarray | None = None) -> Targets:
+    """The content activations ``P^l``, the styles' Gram matrices per position ``Â^l``
+    and the regions at each layer (computed once).
+
+    Args:
+      features_fn: :func:`make_features_fn`.
+      content: ``(H, W, 3)``; style: one ``(H', W', 3)`` image or a list of them.
+      style_masks: per style image, ``(H', W')`` in [0, 1] or None (the whole image).
+      content_masks: ``(R, H, W)`` in [0, 1], one region per style, or None.
+    Raises:
+      NSTError: a region is empty at one of the style layers.
+    """
+    styles = [style] if getattr(style, "ndim", None) == 3 else list(style)
+    style_masks = list(style_masks) if style_masks is not None else [None] * len(styles)
     content_features = features_fn(content)
-    style_features = features_fn(style)
+    grams = []
+    for k, (image, mask) in enumerate(zip(styles, style_masks)):
+        features = features_fn(image)
+        if mask is None:
+            grams.append({l: guided_gram_matrix(features[l], jnp.ones(features[l].shape[:2]))
+                          for l in style_layers})
+            continue
+        layer_masks = propagate_masks(np.asarray(mask)[None], style_layers)
+        _check_regions(layer_masks, f"the style mask of style image {k + 1}, region")
+        grams.append({l: guided_gram_matrix(features[l], layer_masks[l][0]) for l in style_layers})
+    masks = None
+    if content_masks is not None:
+        masks = propagate_masks(content_masks, style_layers)
+        _check_regions(masks, "content mask")
     return Targets(content={l: content_features[l] for l in content_layers},
-                   style={l: gram_matrix(style_features[l]) for l in style_layers})
+                   style={l: jnp.stack([g[l] for g in grams]) for l in style_layers}, masks=masks)
 
 
 def make_loss_fn(features_fn: FeaturesFn, targets: Targets
@@ -98,10 +170,14 @@ def make_loss_fn(features_fn: FeaturesFn, targets: Targets
     return loss
 
 
-def build_loss_fn(params, content: np.ndarray, style: np.ndarray, content_layers: Sequence[str],
-                  style_layers: Sequence[str], module: VGG, preprocessing: Preprocessing = CAFFE
+def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.ndarray],
+                  content_layers: Sequence[str], style_layers: Sequence[str], module: VGG,
+                  preprocessing: Preprocessing = CAFFE, *,
+                  style_masks: Sequence[np.ndarray | None] | None = None,
+                  content_masks: np.ndarray | None = None
                   ) -> Callable[[jax.Array, LossWeights], tuple[jax.Array, LossTerms]]:
-    """Eq. 7 of the pixels for this content and style: computes the targets once.
+    """Eq. 7 of the pixels for this content and style(s): computes the targets once
+    (see :func:`compute_targets` for the styles and masks).
 
     The weights and the targets are host (NumPy) arrays, so a function that
     closes over the loss embeds them as compile-time constants: XLA folds the
@@ -112,9 +188,11 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray, content_layers
     params = jax.tree_util.tree_map(np.asarray, params)
     features_fn = make_features_fn(params, tuple(content_layers) + tuple(style_layers), module,
                                    preprocessing)
-    targets = jax.jit(compute_targets, static_argnums=(0, 3, 4))(
-        features_fn, np.asarray(content, np.float32), np.asarray(style, np.float32),
-        tuple(content_layers), tuple(style_layers))
+    styles = [style] if getattr(style, "ndim", None) == 3 else list(style)
+    targets = compute_targets(jax.jit(features_fn), np.asarray(content, np.float32),
+                              [np.asarray(s, np.float32) for s in styles], tuple(content_layers),
+                              tuple(style_layers), style_masks=style_masks,
+                              content_masks=content_masks)
     return make_loss_fn(features_fn, jax.tree_util.tree_map(np.asarray, targets))
 
 
@@ -166,43 +244,77 @@ def initial_pixels(init: str | np.ndarray, content: np.ndarray, style: np.ndarra
 
 
 class Inputs(NamedTuple):
-    """The images of a run, RGB float32 in [0, 1]: ``content (H, W, 3)`` (the
-    output's size), ``style (H', W', 3)``, and ``init`` (an image file's pixels, or None)."""
+    """The images of a run, float32 in [0, 1]: ``content (H, W, 3)`` (the output's
+    size), ``styles`` (one ``(H_k, W_k, 3)`` per style image), ``init`` (an image
+    file's pixels, or None), ``content_masks`` (``(R, H, W)``, or None) and
+    ``style_masks`` (one ``(H_k, W_k)`` per style, or None)."""
 
     content: np.ndarray
-    style: np.ndarray
+    styles: tuple[np.ndarray, ...]
     init: np.ndarray | None
+    content_masks: np.ndarray | None = None
+    style_masks: tuple[np.ndarray, ...] | None = None
 
 
-def _load_sized(path: str, long_side: int, what: str, field: str) -> np.ndarray:
+def _load_sized(path: str, long_side: int, what: str, field: str, shown: str | None = None
+                ) -> np.ndarray:
     rgb = images.load_image(path, max_side=long_side)
     if min(rgb.shape[:2]) < images.MIN_SIDE:
-        raise ConfigError(field, f"{long_side} makes the {what} image {path} {rgb.shape[1]}x"
+        raise ConfigError(field, f"{shown or long_side} makes the {what} image {path} {rgb.shape[1]}x"
                                  f"{rgb.shape[0]} px; both sides must be at least "
                                  f"{images.MIN_SIDE} px (VGG19 pools 4 times before conv5_1): "
                                  f"raise it")
     return rgb
 
 
+def style_sides(config: Config) -> tuple[tuple[int, str, str], ...]:
+    """``(long side in px, the field that set it, its value as text)`` of each style
+    image: ``style_size``, or ``style_scale`` x the output's ``size`` (one scale for all
+    or one per style), or ``size``. Raises :class:`ConfigError` for a side outside
+    16-4096 px."""
+    out = []
+    for k in range(len(config.style)):
+        if config.style_scale is not None:
+            scale = config.style_scale[k if len(config.style_scale) > 1 else 0]
+            side = max(1, round(scale * config.size))
+            if not images.MIN_SIDE <= side <= images.MAX_SIDE:
+                raise ConfigError("style_scale", f"{scale:g} makes style image {k + 1} {side} px "
+                                                 f"long; it must be {images.MIN_SIDE}-"
+                                                 f"{images.MAX_SIDE} px")
+            out.append((side, "style_scale", f"{scale:g} (a {side} px long side)"))
+        elif config.style_size is not None:
+            out.append((config.style_size, "style_size", str(config.style_size)))
+        else:
+            out.append((config.size, "size", str(config.size)))
+    return tuple(out)
+
+
 def load_inputs(config: Config) -> Inputs:
-    """Read the images ``config`` names, resized to ``size`` / ``style_size``.
+    """Read the images and masks ``config`` names, resized by ``size``, ``style_size`` /
+    ``style_scale`` (masks to their image's size).
 
     Raises:
-      NSTError: a file is missing or unreadable (see :func:`nst_jax.images.load_image`);
-        ConfigError: an image too thin at this size, or an ``init`` that is neither
-        ``noise``, ``content``, ``style`` nor an existing file.
+      NSTError: a file is missing or unreadable (see :func:`nst_jax.images.load_image`),
+        or a mask is black everywhere; ConfigError: an image too thin at this size, or
+        an ``init`` that is neither ``noise``, ``content``, ``style`` nor an existing file.
     """
     content = _load_sized(config.content, config.size, "content", "size")
-    style_side = config.style_size or config.size
-    style = _load_sized(config.style, style_side, "style",
-                        "style_size" if config.style_size else "size")
+    styles = tuple(_load_sized(path, side, "style", field, shown)
+                   for path, (side, field, shown) in zip(config.style, style_sides(config)))
     init = None
     if config.init_is_file:
         if not pathlib.Path(config.init).exists():
             raise ConfigError("init", f"must be {', '.join(INITS)} or an existing image file, "
                                       f"got {config.init!r}")
         init = images.load_image(config.init)
-    return Inputs(content, style, init)
+    content_masks = style_masks = None
+    if config.content_masks is not None:
+        content_masks = np.stack([images.load_mask(path, content.shape[:2])
+                                  for path in config.content_masks])
+    if config.style_masks is not None:
+        style_masks = tuple(images.load_mask(path, style.shape[:2])
+                            for path, style in zip(config.style_masks, styles))
+    return Inputs(content, styles, init, content_masks, style_masks)
 
 
 class Network(NamedTuple):
@@ -219,7 +331,8 @@ def load_network(config: Config, content: np.ndarray, style: np.ndarray, *,
                  log: Callable[[str], object] = lambda message: None) -> Network:
     """The network of ``config``: its weights file (the default one is converted on
     first use, see :func:`nst_jax.weight_sources.download.ensure_weights`), normalised on
-    ``content`` and ``style`` when ``config.normalize_network`` (paper §2)."""
+    ``content`` and ``style`` (the first style image, when there are several) when
+    ``config.normalize_network`` (paper §2)."""
     if config.weights is None:
         from nst_jax.weight_sources.download import ensure_weights  # downloads only when absent
 
@@ -229,6 +342,7 @@ def load_network(config: Config, content: np.ndarray, style: np.ndarray, *,
     params, preprocessing = weights.load_params(path)
     module = network(config)
     if config.normalize_network:
+        style = style if getattr(style, "ndim", None) == 3 else style[0]
         batch = jnp.stack([preprocess(jnp.asarray(content), preprocessing),
                            preprocess(jnp.asarray(images.resize_to(style, content.shape[:2])),
                                       preprocessing)])
@@ -236,17 +350,23 @@ def load_network(config: Config, content: np.ndarray, style: np.ndarray, *,
     return Network(module, params, preprocessing, {"path": str(path), **weights.describe(path)})
 
 
+def _styles(style: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [style] if getattr(style, "ndim", None) == 3 else list(style)
+
+
 @dataclasses.dataclass
 class Stylization:
     """A prepared run: call :meth:`step` repeatedly (each call is one compiled function).
 
-    Built by :func:`prepare`. ``state`` is the :class:`nst_jax.optimize.OptimizeState`.
+    Built by :func:`prepare`. ``state`` is the :class:`nst_jax.optimize.OptimizeState`;
+    ``content`` the content image in its own colours (for ``preserve_colors``).
     """
 
     config: Config
     loss_fn: Callable
     weights: LossWeights
     state: optimize.OptimizeState
+    content: np.ndarray
     _run: Callable
     _terms: Callable
 
@@ -279,42 +399,61 @@ class Stylization:
         return self.terms()
 
     def result(self) -> np.ndarray:
-        """The best image so far, RGB float32 in [0, 1]."""
-        return np.asarray(best_image(self.state))
+        """The output so far, RGB float32 in [0, 1]: the best image, with the content's
+        colours put back where ``preserve_colors`` asks (:func:`nst_jax.colors.finish`)."""
+        return np.asarray(colors.finish(self.config.preserve_colors, best_image(self.state),
+                                        self.content))
 
     def saved(self) -> tuple[np.ndarray, float, LossTerms]:
-        """``(image, total, terms)`` of what a PNG of :meth:`result` holds: the best
-        image rounded to 8 bits, and the eq. 7 loss of exactly those pixels."""
+        """``(image, total, terms)`` of what a PNG of :meth:`result` holds: the output in
+        8 bits, and the eq. 7 loss of the optimised pixels rounded to 8 bits (for
+        ``luminance`` / ``original`` colours, of the image before the content's colours
+        are put back: that is what was optimised)."""
         pixels = saved_pixels(self.state)
         total, terms = self.terms(pixels)
-        return images.to_uint8(np.asarray(pixels)), total, terms
+        out = colors.finish(self.config.preserve_colors, pixels, self.content)
+        return images.to_uint8(np.asarray(out)), total, terms
 
 
-def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Config(), *,
-            module: VGG | None = None, preprocessing: Preprocessing = CAFFE,
-            init_image: np.ndarray | None = None) -> Stylization:
+def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params,
+            config: Config = Config(), *, module: VGG | None = None,
+            preprocessing: Preprocessing = CAFFE, init_image: np.ndarray | None = None,
+            content_masks: np.ndarray | None = None,
+            style_masks: Sequence[np.ndarray | None] | None = None) -> Stylization:
     """Set up a style transfer of ``content`` in the style of ``style``.
 
     Args:
       content: RGB float32 in [0, 1], ``(H, W, 3)``; the output has this size.
-      style: RGB float32 in [0, 1], ``(H', W', 3)``; any size (the Gram matrices
-        do not depend on it, but the scale of the texture does).
+      style: RGB float32 in [0, 1], ``(H', W', 3)``, or a list of such images (one per
+        entry of ``config.style``: blended, or one per region); any size (the Gram
+        matrices are per position, but the scale of the texture follows the size).
       params: the VGG params tree (``nst_jax.weights.load_params``).
       config: :class:`nst_jax.config.Config` (its image paths are not read here:
         see :func:`load_inputs`).
       module: the VGG module (default :func:`network` of ``config``).
       preprocessing: the weights' input preprocessing.
       init_image: the starting image when ``config.init`` is an image file.
+      content_masks: ``(R, H, W)`` in [0, 1], region ``r`` styled by style ``r``
+        (needed when ``config.content_masks`` is set; :func:`load_inputs` reads them).
+      style_masks: one ``(H'_k, W'_k)`` mask per style image, or None.
     """
     module = module or network(config)
     settings = optimizer_settings(config)
-    loss_fn = build_loss_fn(params, content, style, config.content_layers, config.style_layers,
-                            module, preprocessing)
+    styles = _styles(style)
+    _check_arrays(config, content, styles, content_masks, style_masks)
+    seen_content, styles = colors.prepare(config.preserve_colors, content, styles)
+    seen_content = np.asarray(seen_content, np.float32)
+    styles = [np.asarray(s, np.float32) for s in styles]
+    loss_fn = build_loss_fn(params, seen_content, styles, config.content_layers, config.style_layers,
+                            module, preprocessing, style_masks=style_masks,
+                            content_masks=content_masks)
     if config.init_is_file and init_image is None:
         raise NSTError(f"config.init is the file {config.init!r}: pass its pixels as init_image "
                        "(see load_inputs)")
-    x0 = initial_pixels(init_image if config.init_is_file else config.init, content, style,
-                        config.seed, config.noise_amplitude)
+    init = init_image if config.init_is_file else config.init
+    if config.init_is_file and config.preserve_colors == "luminance":
+        init = np.asarray(colors.gray3(colors.luminance(init_image)))
+    x0 = initial_pixels(init, seen_content, styles[0], config.seed, config.noise_amplitude)
     weights_ = loss_weights(config)
 
     def fresh_state(x0, weights):
@@ -328,4 +467,24 @@ def prepare(content: np.ndarray, style: np.ndarray, params, config: Config = Con
                             settings.tolerance)
 
     state = jax.jit(fresh_state)(x0, weights_)
-    return Stylization(config, loss_fn, weights_, state, jax.jit(run), jax.jit(loss_fn))
+    return Stylization(config, loss_fn, weights_, state, np.asarray(content, np.float32),
+                       jax.jit(run), jax.jit(loss_fn))
+
+
+def _check_arrays(config: Config, content, styles: list, content_masks, style_masks) -> None:
+    """The images and masks passed to :func:`prepare` against what ``config`` names."""
+    if len(styles) != len(config.style):
+        raise NSTError(f"config names {len(config.style)} style image(s) but {len(styles)} were "
+                       "given")
+    if (content_masks is None) != (config.content_masks is None):
+        raise NSTError("content_masks must be given exactly when config.content_masks is set")
+    if content_masks is not None and np.shape(content_masks) != (len(styles), *np.shape(content)[:2]):
+        raise NSTError(f"content_masks must be {len(styles)} masks of the content's size "
+                       f"{np.shape(content)[:2]}, got shape {np.shape(content_masks)}")
+    if style_masks is not None:
+        if len(style_masks) != len(styles):
+            raise NSTError(f"{len(style_masks)} style masks for {len(styles)} styles")
+        for k, (mask, style) in enumerate(zip(style_masks, styles)):
+            if mask is not None and np.shape(mask) != np.shape(style)[:2]:
+                raise NSTError(f"style mask {k + 1} has shape {np.shape(mask)}; its style image "
+                               f"is {np.shape(style)[:2]}")

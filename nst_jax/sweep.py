@@ -4,8 +4,9 @@ The paper's experiments are grids: α/β ratios (Fig. 4), content layers
 (Fig. 5), initialisations (Fig. 6), reconstructions from growing layer sets
 (Fig. 2). A :class:`Grid` is a list of complete :class:`~nst_jax.stylize.Config`
 points that share what fixes the compiled program (pooling, iteration budget,
-optimiser); what differs between points — α, β, per-layer weights, TV weight,
-the initialisation and its seed — becomes arrays with a leading *grid* axis.
+optimiser, the style images, masks and colour mode); what differs between
+points — α, β, per-layer weights, TV weight, the styles' blend and region
+weights, the initialisation and its seed — becomes arrays with a leading *grid* axis.
 The grid's content and style layers are the union of its points' layers; a
 point gives the layers it does not use weight 0, so even "which content layer"
 is an array.
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from nst_jax import optimize
+from nst_jax import colors, optimize
 from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
@@ -235,21 +236,36 @@ class Sweeper:
     sharded along the grid axis; a batch's size must be a multiple of the mesh size.
 
     Args:
-      content / style: RGB float32 in [0, 1]; the output has the content's size.
+      content / style: RGB float32 in [0, 1]; the output has the content's size. ``style``
+        may be a list of images (blended, or one per region).
       params: the VGG params tree.
       content_layers / style_layers: the grid's layers (:attr:`Grid.content_layers`).
       iterations: the trace capacity (:attr:`Grid.iterations`).
       settings: :class:`nst_jax.optimize.Settings` (default: those of ``Config()``).
       module / preprocessing: the VGG module and the weights' preprocessing.
       mesh: default :func:`default_mesh`.
+      content_masks / style_masks: the regions, as :func:`nst_jax.stylize.prepare`.
+      preserve_colors: :data:`nst_jax.colors.MODES`; the points' images are finished
+        with it (:func:`nst_jax.colors.finish`).
     """
 
-    def __init__(self, content: np.ndarray, style: np.ndarray, params, *,
+    def __init__(self, content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params, *,
                  content_layers: Sequence[str], style_layers: Sequence[str], iterations: int,
                  settings: optimize.Settings | None = None, module: VGG | None = None,
-                 preprocessing: Preprocessing = CAFFE, mesh: Mesh | None = None):
+                 preprocessing: Preprocessing = CAFFE, mesh: Mesh | None = None,
+                 content_masks: np.ndarray | None = None,
+                 style_masks: Sequence[np.ndarray | None] | None = None,
+                 preserve_colors: str = "none"):
         from nst_jax.images import resize_to
 
+        self.preserve_colors = preserve_colors
+        self.original_content = np.asarray(content, np.float32)
+        content, styles = colors.prepare(preserve_colors, content,
+                                         [style] if getattr(style, "ndim", None) == 3 else list(style))
+        content = np.asarray(content, np.float32)
+        styles = [np.asarray(s, np.float32) for s in styles]
+        self.num_styles = len(styles)
+        self.num_regions = 1 if content_masks is None else len(content_masks)
         self.mesh = mesh or default_mesh()
         self.iterations = iterations
         self.settings = settings = settings or optimizer_settings(Config())
@@ -258,10 +274,10 @@ class Sweeper:
         replicated = functools.partial(_place, self.mesh, spec=PartitionSpec())
         self._grid_sharding = NamedSharding(self.mesh, PartitionSpec(GRID_AXIS))
         self.content = replicated(np.asarray(content, np.float32))
-        # Initialisation from the style image starts from it at the content's size.
-        self.style_start = replicated(resize_to(np.asarray(style, np.float32), content.shape[:2]))
-        loss_fn = build_loss_fn(params, content, style, content_layers, style_layers, module,
-                                preprocessing)
+        # Initialisation from the style image starts from (the first) one at the content's size.
+        self.style_start = replicated(resize_to(styles[0], content.shape[:2]))
+        loss_fn = build_loss_fn(params, content, styles, content_layers, style_layers, module,
+                                preprocessing, style_masks=style_masks, content_masks=content_masks)
 
         def start(content, style_start, point):
             fun = functools.partial(loss_fn, weights=point.weights)
@@ -280,16 +296,20 @@ class Sweeper:
         self._terms = jax.jit(jax.vmap(loss_fn), out_shardings=on_grid)
 
     @classmethod
-    def for_grids(cls, content: np.ndarray, style: np.ndarray, params, grids: Sequence[Grid], *,
-                  module: VGG | None = None, preprocessing: Preprocessing = CAFFE,
-                  mesh: Mesh | None = None) -> "Sweeper":
+    def for_grids(cls, content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params,
+                  grids: Sequence[Grid], *, module: VGG | None = None,
+                  preprocessing: Preprocessing = CAFFE, mesh: Mesh | None = None,
+                  content_masks: np.ndarray | None = None,
+                  style_masks: Sequence[np.ndarray | None] | None = None) -> "Sweeper":
         """One Sweeper able to run each of ``grids`` (over the union of their layers), so
         grids that share the program (:data:`STATIC_FIELDS`) share one compilation."""
         merged = Grid(tuple(c for g in grids for c in g.configs))  # checks the shared fields
+        first = merged.configs[0]
         return cls(content, style, params, content_layers=merged.content_layers,
                    style_layers=merged.style_layers, iterations=merged.iterations,
-                   settings=merged.settings, module=module or network(merged.configs[0]),
-                   preprocessing=preprocessing, mesh=mesh)
+                   settings=merged.settings, module=module or network(first),
+                   preprocessing=preprocessing, mesh=mesh, content_masks=content_masks,
+                   style_masks=style_masks, preserve_colors=first.preserve_colors)
 
     @property
     def num_devices(self) -> int:
@@ -310,7 +330,10 @@ class Sweeper:
                 "optimizer settings": (self.settings, grid.settings),
                 "pooling": (getattr(self.module, "pooling", first.pooling), first.pooling),
                 "remat": (getattr(self.module, "remat", first.remat), first.remat),
-                "precision": (getattr(self.module, "dtype", None) or "float32", first.precision)}
+                "precision": (getattr(self.module, "dtype", None) or "float32", first.precision),
+                "preserve_colors": (self.preserve_colors, first.preserve_colors),
+                "number of style images": (self.num_styles, len(first.style)),
+                "number of regions": (self.num_regions, len(first.content_masks or [None]))}
         for name, (value, wanted) in mine.items():
             if value != wanted:
                 raise NSTError(f"this sweep was compiled for {name} {value}, the grid has {wanted}")
@@ -392,8 +415,10 @@ class PointResult:
       index: position in the grid (row-major over its axes).
       config: the point's :class:`Config`; labels: ``{axis: value}``.
       image: the best pixels rounded to 8 bits (what a PNG of them holds), RGB float32
-        in [0, 1], ``(H, W, 3)``.
-      total / content / style / tv: the loss and its (unweighted) terms at ``image``.
+        in [0, 1], ``(H, W, 3)``, with the content's colours put back where
+        ``preserve_colors`` asks.
+      total / content / style / tv: the loss and its (unweighted) terms at the best
+        pixels rounded to 8 bits (before any colours are put back).
       trace: ``(iterations,)`` total loss per iteration (NaN after the last one).
       iterations / evaluations: iterations run and loss+gradient evaluations made.
       status: ``'completed'``, ``'converged'``, ``'nonfinite'`` or ``'interrupted'``.
@@ -454,14 +479,17 @@ def chunks(num_points: int, batch_size: int, num_devices: int, fixed: bool = Fal
     return out
 
 
-def run_grid(content: np.ndarray, style: np.ndarray, params, grid: Grid, *,
+def run_grid(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params, grid: Grid, *,
              module: VGG | None = None, preprocessing: Preprocessing = CAFFE,
              batch_size: int | None = None, mesh: Mesh | None = None, steps_per_call: int = 10,
              on_chunk: Callable[[list[PointResult]], None] | None = None,
-             on_progress: Callable[[Progress], None] | None = None) -> list[PointResult]:
+             on_progress: Callable[[Progress], None] | None = None,
+             content_masks: np.ndarray | None = None,
+             style_masks: Sequence[np.ndarray | None] | None = None) -> list[PointResult]:
     """Compile ``grid``'s program and run it (:meth:`Sweeper.run`); see :class:`Sweeper`."""
     sweeper = Sweeper.for_grids(content, style, params, [grid], module=module,
-                                preprocessing=preprocessing, mesh=mesh)
+                                preprocessing=preprocessing, mesh=mesh,
+                                content_masks=content_masks, style_masks=style_masks)
     return sweeper.run(grid, batch_size=batch_size, steps_per_call=steps_per_call,
                        on_chunk=on_chunk, on_progress=on_progress)
 
@@ -470,7 +498,10 @@ def _results(sweeper: Sweeper, grid: Grid, indices: list[int], points: Point,
              state: optimize.OptimizeState, status: str | None) -> list[PointResult]:
     best = saved_pixels(state)
     total, terms = sweeper.terms(best, points)
-    host = to_host({"image": best, "total": total, "terms": terms, "trace": state.trace.value,
+    finish = jax.vmap(functools.partial(colors.finish, sweeper.preserve_colors,
+                                        content=sweeper.original_content))
+    image = jnp.round(finish(best) * 255.0) / 255.0
+    host = to_host({"image": image, "total": total, "terms": terms, "trace": state.trace.value,
                     "iteration": state.iteration, "evaluations": state.evaluations,
                     "nonfinite": state.nonfinite, "converged": state.converged})
     out, seen = [], set()

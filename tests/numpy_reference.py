@@ -73,3 +73,27 @@ def style_loss(fs: dict, a_grams: dict, weights: dict) -> float:
 
 def total_variation(x: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) ** 2) + np.sum((x[:, 1:] - x[:, :-1]) ** 2))
+
+
+# --- Gatys et al. 2017 (Controlling Perceptual Factors), §4: guided Gram matrices -------------
+
+
+def guided_gram(f: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Guided Gram matrix per position: sum_k m_k F_k F_k^T / sum_k m_k."""
+    flat = f.reshape(-1, f.shape[-1])
+    m = mask.reshape(-1)
+    return (flat * m[:, None]).T @ flat / m.sum()
+
+
+def guided_style_layer_loss(f: np.ndarray, mask: np.ndarray, target: np.ndarray) -> float:
+    """Eq. 4 over a region: 1/(4 N^2) sum (G_r / M_r - T)^2, G_r = F^T diag(m) F, M_r = sum m."""
+    n = f.shape[-1]
+    return float(np.sum((guided_gram(f, mask) - target) ** 2) / (4.0 * n**2))
+
+
+def pool_mask(mask: np.ndarray, times: int) -> np.ndarray:
+    """A (H, W) mask through ``times`` 2x2 average poolings that drop an odd last row/column."""
+    for _ in range(times):
+        h, w = mask.shape
+        mask = mask[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return mask

@@ -344,7 +344,7 @@ def test_the_reported_loss_is_the_loss_of_the_saved_png(real_weights, image_file
     meta = images.read_png_metadata(out)
     config = stylize.Config(content=str(content), style=str(style), size=32, iterations=20, beta=1e4)
     inputs = stylize.load_inputs(config)
-    job = stylize.prepare(inputs.content, inputs.style, real_weights[0], config,
+    job = stylize.prepare(inputs.content, inputs.styles, real_weights[0], config,
                           preprocessing=real_weights[1])
     saved = images.load_image(out)  # the 8-bit pixels of the file
     total, terms = job.terms(saved)

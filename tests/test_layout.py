@@ -53,7 +53,8 @@ def test_scripts_are_thin_entry_points():
         assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))], path
         assert imported_modules(path) <= {"sys", "nst_jax.apps.runner"} | {
             f"nst_jax.apps.runner.{name}" for name in ("run_tool", "stylize", "sweep",
-                                                       "fetch_weights", "paper_figures")}, path
+                                                       "fetch_weights", "paper_figures",
+                                                       "control_figures")}, path
         code_lines = [l for l in path.read_text().splitlines() if l.strip() and not l.startswith("#")]
         assert len(code_lines) <= 10, path
 
@@ -63,7 +64,7 @@ def test_every_tool_has_a_script_and_the_console_scripts_exist():
 
     scripts = {p.stem for p in (REPO / "scripts").glob("*.py")}
     tools = {p.stem for p in (PACKAGE / "apps").glob("*.py")} - {
-        "__init__", "runner", "flags", "progress", "plots", "paper", "torch_baseline"}
+        "__init__", "runner", "flags", "progress", "plots", "paper", "controls", "torch_baseline"}
     assert tools == scripts
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for name, target in project["scripts"].items():

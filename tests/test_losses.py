@@ -102,9 +102,11 @@ def _problem(rng):
     content_layers, style_layers = ("c1",), ("s1", "s2")
     shapes = {"c1": (4, 4, 5), "s1": (8, 8, 3), "s2": (4, 4, 5)}
     features = {l: feats(rng, s) for l, s in shapes.items()}
+    # Targets hold each style Gram matrix per position (A / M), stacked over styles (here one).
     targets = losses.Targets(
         content={"c1": feats(rng, shapes["c1"])},
-        style={l: np.asarray(ref.gram(feats(rng, shapes[l]).astype(np.float64)), np.float32)
+        style={l: np.asarray(ref.gram(feats(rng, shapes[l]).astype(np.float64))
+                             / (shapes[l][0] * shapes[l][1]), np.float32)[None]
                for l in style_layers})
     weights = losses.LossWeights(
         alpha=jnp.float32(1e-3), beta=jnp.float32(2.0), content_layer_weights={"c1": jnp.float32(1)},
@@ -119,8 +121,8 @@ def test_total_loss_is_eq7(rng):
     total, terms = jax.jit(losses.total_loss)(features, image, targets, weights)
     f64 = {l: v.astype(np.float64) for l, v in features.items()}
     content = ref.content_loss(f64["c1"], targets.content["c1"])
-    style = ref.style_loss(f64, {l: v.astype(np.float64) for l, v in targets.style.items()},
-                           {"s1": 0.5, "s2": 0.5})
+    style = ref.style_loss(f64, {l: v[0].astype(np.float64) * f64[l].shape[0] * f64[l].shape[1]
+                                 for l, v in targets.style.items()}, {"s1": 0.5, "s2": 0.5})
     tv = ref.total_variation(image.astype(np.float64))
     assert terms.content == pytest.approx(content, rel=RTOL)
     assert terms.style == pytest.approx(style, rel=RTOL)

@@ -16,6 +16,11 @@ REFERENCE = pathlib.Path(__file__).resolve().parent / "data" / "vgg19_reference.
 RTOL = 1e-4
 
 
+def positions(features) -> int:
+    """``M_l``: the number of positions of a layer's ``(H, W, N)`` activations."""
+    return features.shape[0] * features.shape[1]
+
+
 def close(got, want, what):
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     scale = np.abs(want).max()
@@ -67,7 +72,8 @@ def test_features_and_losses_match_an_independent_numpy_implementation(features_
 
     cl, sl = stylize.CONTENT_LAYERS, stylize.STYLE_LAYERS
     targets = Targets(content={l: jx["content"][l] for l in cl},
-                      style={l: gram_matrix(jx["style"][l]) for l in sl})
+                      style={l: gram_matrix(jx["style"][l])[None] / positions(jx["style"][l])
+                             for l in sl})
     weights = LossWeights(alpha=np.float32(1.0), beta=np.float32(1e3),
                           content_layer_weights={l: np.float32(1.0) for l in cl},
                           style_layer_weights={l: np.float32(0.2) for l in sl}, tv_weight=np.float32(0.0))
@@ -76,7 +82,9 @@ def test_features_and_losses_match_an_independent_numpy_implementation(features_
     want_content = ref.content_loss(np_feats["generated"]["conv4_2"], np_feats["content"]["conv4_2"])
     a = {l: ref.gram(np_feats["style"][l]) for l in sl}
     for l in sl:
-        close(targets.style[l], a[l], f"Gram matrix of {l}")
+        close(targets.style[l][0] * positions(jx["style"][l]), a[l], f"Gram matrix of {l}")
+    # The style and the generated image have the same size here, so the per-position
+    # targets give exactly the paper's eq. 4 with A^l.
     want_style = ref.style_loss(np_feats["generated"], a, {l: 0.2 for l in sl})
     close(terms.content, want_content, "content loss (eq. 1)")
     close(terms.style, want_style, "style loss (eq. 5)")

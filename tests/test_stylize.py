@@ -29,7 +29,9 @@ def test_targets_are_content_features_and_style_grams(tiny_vgg, tiny_params, pic
     want_c = ref.vgg_features(ref.caffe_preprocess(content.astype(np.float64)), layers, TINY_BLOCKS)["conv4_2"]
     want_s = ref.vgg_features(ref.caffe_preprocess(style.astype(np.float64)), layers, TINY_BLOCKS)["conv1_1"]
     np.testing.assert_allclose(targets.content["conv4_2"], want_c, rtol=1e-4, atol=1e-4 * np.abs(want_c).max())
-    np.testing.assert_allclose(targets.style["conv1_1"], ref.gram(want_s), rtol=1e-4)
+    # style targets: (number of styles, N, N), each Gram matrix per position (A / M)
+    positions = want_s.shape[0] * want_s.shape[1]
+    np.testing.assert_allclose(targets.style["conv1_1"], ref.gram(want_s)[None] / positions, rtol=1e-4)
 
 
 def test_stylization_lowers_the_loss_and_matches_the_terms(tiny_vgg, tiny_params, pictures):

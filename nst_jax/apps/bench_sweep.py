@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     base = Config(size=args.size, iterations=args.iterations, optimizer=args.optimizer)
-    content, style, _ = stylize.load_inputs(base)
+    inputs = stylize.load_inputs(base)
+    content, style = inputs.content, inputs.styles[0]
     network = stylize.load_network(base, content, style)
     params, preprocessing = network.params, network.preprocessing
     grid = sweep.Grid.product(base, ratio=[float(r) for r in args.ratios.split(",")])

@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   iterations=10 * checkpoints[-1] + 10))
     runner.phase("loading the images and weights")
     inputs = stylize.load_inputs(configs[0])
-    network = stylize.load_network(configs[0], inputs.content, inputs.style)
+    network = stylize.load_network(configs[0], inputs.content, inputs.styles)
     height, width = inputs.content.shape[:2]
     print(f"# {width}x{height} px, loss of the saved 8-bit image within N loss+gradient "
           f"evaluations; jax {jax.__version__} on {jax.devices()[0].device_kind}")
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|" + "---|" * (header.count("|") - 1), flush=True)
     runner.phase("comparing the optimisers", "the rows printed so far are all there is")
     for config in configs:
-        job = stylize.prepare(inputs.content, inputs.style, network.params, config,
+        job = stylize.prepare(inputs.content, inputs.styles, network.params, config,
                               module=network.module, preprocessing=network.preprocessing)
         found = measure(job, checkpoints)
         cells = " | ".join(f"{found['losses'][c]:.4g}" for c in checkpoints)

@@ -107,11 +107,19 @@ def _path(text: str) -> str:
     return text
 
 
+def _paths(text: str) -> tuple[str, ...]:
+    names = tuple(_items(text))
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated file names, got {text!r}")
+    return names
+
+
 # How --help shows a value of each kind.
-METAVARS = {"int": "N", "float": "X", "path": "FILE", "layers": "L1,L2", "floats": "W1,W2"}
+METAVARS = {"int": "N", "float": "X", "path": "FILE", "paths": "FILE[,FILE...]", "layers": "L1,L2",
+            "floats": "W1,W2"}
 
 SINGLE: dict[str, Callable[[str], Any]] = {
-    "int": _whole, "float": _real, "path": _path, "choice": str, "layers": _names,
+    "int": _whole, "float": _real, "path": _path, "paths": _paths, "choice": str, "layers": _names,
     "floats": _reals,
 }
 

@@ -16,8 +16,8 @@ from typing import Sequence
 from nst_jax.apps import paper, runner
 from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, parse_and_run
 from nst_jax.apps.runner import ExitCode
-from nst_jax.apps.sweep import (add_run_flags, check_batch_size, load, prepare_folder, start,
-                                sweep_to_folder)
+from nst_jax.apps.sweep import (add_run_flags, check_batch_size, load, make_sweeper, prepare_folder,
+                                start, sweep_to_folder)
 from nst_jax.config import STATIC_FIELDS
 from nst_jax.files import atomic_write
 
@@ -61,14 +61,11 @@ def run(args, flags: ConfigFlags) -> int:
     grids = paper.grids(base)
     main_process = start(args)
     quiet = args.quiet or not main_process
-    content, style, network = load(base, quiet)
+    inputs, network = load(base, quiet)
+    content = inputs.content
     root = prepare_folder(args.output_dir) if main_process else None
-    from nst_jax.sweep import Sweeper
-
-    runner.phase("compiling")
     # One program for every figure: the union of their layers, chunks of one size.
-    sweeper = Sweeper.for_grids(content, style, network.params, [grids[name] for name in figures],
-                                module=network.module, preprocessing=network.preprocessing)
+    sweeper = make_sweeper(inputs, network, [grids[name] for name in figures])
     batch_size = args.batch_size or max(len(grids[name]) for name in figures)
     trends = {}
     for name in figures:

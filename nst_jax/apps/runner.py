@@ -196,3 +196,7 @@ def fetch_weights() -> int:
 
 def paper_figures() -> int:
     return run_tool("nst_jax.apps.paper_figures")
+
+
+def control_figures() -> int:
+    return run_tool("nst_jax.apps.control_figures")

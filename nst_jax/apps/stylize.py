@@ -76,14 +76,17 @@ def run(args, flags: ConfigFlags) -> int:
     runner.phase("reading the images", unchanged)
     inputs = stylize.load_inputs(config)
     runner.phase("loading the weights")
-    network = stylize.load_network(config, inputs.content, inputs.style, log=log)
-    content, style = inputs.content, inputs.style
-    log(f"content {config.content} ({content.shape[1]}x{content.shape[0]}), style {config.style} "
-        f"({style.shape[1]}x{style.shape[0]}), {config.iterations} iterations of "
-        f"{config.optimizer}, alpha/beta = {config.alpha / config.beta:.3g}")
+    network = stylize.load_network(config, inputs.content, inputs.styles, log=log)
+    content = inputs.content
+    styles = ", ".join(f"{path} ({s.shape[1]}x{s.shape[0]})" for path, s in zip(config.style,
+                                                                              inputs.styles))
+    log(f"content {config.content} ({content.shape[1]}x{content.shape[0]}), style {styles}, "
+        f"{config.iterations} iterations of {config.optimizer}, alpha/beta = "
+        f"{config.alpha / config.beta:.3g}")
     runner.phase("compiling")
-    job = stylize.prepare(content, style, network.params, config, module=network.module,
-                          preprocessing=network.preprocessing, init_image=inputs.init)
+    job = stylize.prepare(content, inputs.styles, network.params, config, module=network.module,
+                          preprocessing=network.preprocessing, init_image=inputs.init,
+                          content_masks=inputs.content_masks, style_masks=inputs.style_masks)
 
     def save(path: pathlib.Path, extra: dict):
         """Write the best image so far; return the loss of its 8-bit pixels and the terms."""

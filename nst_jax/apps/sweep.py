@@ -254,13 +254,23 @@ def start(args):
 
 
 def load(config, quiet: bool):
-    """``(content, style, network)`` of a sweep's shared settings."""
+    """``(inputs, network)`` of a sweep's shared settings (:func:`nst_jax.stylize.load_inputs`,
+    :func:`nst_jax.stylize.load_network`)."""
     runner.phase("reading the images")
     inputs = stylize.load_inputs(config)
     runner.phase("loading the weights")
     log = runner.logger(quiet)
-    return inputs.content, inputs.style, stylize.load_network(config, inputs.content, inputs.style,
-                                                              log=log)
+    return inputs, stylize.load_network(config, inputs.content, inputs.styles, log=log)
+
+
+def make_sweeper(inputs, network, grids):
+    """The :class:`nst_jax.sweep.Sweeper` of ``grids`` on these images, masks and network."""
+    from nst_jax.sweep import Sweeper
+
+    runner.phase("compiling", "nothing was written")
+    return Sweeper.for_grids(inputs.content, inputs.styles, network.params, grids,
+                             module=network.module, preprocessing=network.preprocessing,
+                             content_masks=inputs.content_masks, style_masks=inputs.style_masks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,13 +282,9 @@ def run(args, flags: ConfigFlags) -> int:
     grid = make_grid(args, flags)  # every point checked before any work
     main_process = start(args)
     quiet = args.quiet or not main_process
-    content, style, network = load(grid.configs[0], quiet)
+    inputs, network = load(grid.configs[0], quiet)
     folder = prepare_folder(args.output_dir) if main_process else None
-    from nst_jax.sweep import Sweeper
-
-    runner.phase("compiling", "nothing was written")
-    sweeper = Sweeper.for_grids(content, style, network.params, [grid], module=network.module,
-                                preprocessing=network.preprocessing)
+    sweeper = make_sweeper(inputs, network, [grid])
     runner.phase("sweeping", f"the finished points are in {args.output_dir}")
     try:
         results = sweep_to_folder(grid, folder, sweeper, batch_size=args.batch_size, quiet=quiet)

@@ -123,6 +123,11 @@ def gram_matrix(features):
     return flat @ flat.T
 
 
+def _positions(features) -> int:
+    """``M = h w`` of ``(1, N, h, w)`` activations."""
+    return features.shape[2] * features.shape[3]
+
+
 def content_loss(features, content_features):
     """Eq. 1: ``1/2 sum (F - P)^2``."""
     return 0.5 * ((features - content_features) ** 2).sum()
@@ -147,8 +152,9 @@ def make_loss(params, content: np.ndarray, style: np.ndarray, config,
     """Eq. 7 (+ TV) of the pixels, for this content and style: the PyTorch twin of
     :func:`nst_jax.stylize.build_loss_fn`.
 
-    The targets (content activations ``P^l``, style Gram matrices ``A^l``) are
-    computed once, without gradients.
+    The targets (content activations ``P^l``, style Gram matrices ``A^l`` scaled
+    to the output's number of positions, as nst_jax does) are computed once,
+    without gradients.
 
     Args:
       params: the VGG params tree (``nst_jax.weights.load_params``).
@@ -174,7 +180,11 @@ def make_loss(params, content: np.ndarray, style: np.ndarray, config,
         content_features = vgg(preprocess(content, preprocessing), layers)
         style_features = vgg(preprocess(style, preprocessing), layers)
         targets_content = {l: content_features[l] for l in content_layers}
-        targets_style = {l: gram_matrix(style_features[l]) for l in style_layers}
+        # A^l per position of the style, times the output's positions (nst_jax's Â^l M^l:
+        # the paper's A^l when the two images have the same size).
+        targets_style = {l: gram_matrix(style_features[l]) * (_positions(content_features[l])
+                                                              / _positions(style_features[l]))
+                         for l in style_layers}
 
     def loss(pixels):
         features = vgg(preprocess(pixels, preprocessing), layers)

@@ -1,0 +1,11 @@
+"""Regenerate the artistic controls' figures and checks: ``python scripts/control_figures.py --help``."""
+import sys
+
+try:  # standard library only; a Ctrl-C during it still gets one line, no traceback
+    from nst_jax.apps.runner import control_figures
+except KeyboardInterrupt:
+    print("error: interrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(130)
+
+if __name__ == "__main__":
+    sys.exit(control_figures())
