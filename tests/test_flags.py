@@ -3,6 +3,8 @@
 These drive the tools through nst_jax.apps.runner.launch with input that is refused
 before any image, weight or JAX work, so they are fast.
 """
+import re
+
 import pytest
 
 from nst_jax.apps import flags as flags_module
@@ -146,3 +148,13 @@ def test_config_flags_name_the_flag_of_an_aliased_field():
     flags = ConfigFlags(parser, fields=("alpha", "beta", "ratio"))
     with pytest.raises(UsageError, match="^--ratio must be a finite number"):
         flags.config(parser.parse_args(["--ratio", "-1"]))
+
+
+def test_figure_list_keeps_the_known_order_and_refuses_unknown_names():
+    from nst_jax.apps.flags import figure_list
+
+    assert figure_list(" fig6,fig2 ,", ("fig2", "fig4", "fig6")) == ["fig2", "fig6"]
+    for text, needle in (("fig3,fig2", "unknown figure(s) fig3; choose from fig2, fig6"),
+                         (" , ", "(none given)")):
+        with pytest.raises(UsageError, match=re.escape(needle)):
+            figure_list(text, ("fig2", "fig6"))

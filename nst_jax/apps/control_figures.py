@@ -20,7 +20,7 @@ import numpy as np
 
 from nst_jax import images, stylize
 from nst_jax.apps import controls, plots, runner
-from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, parse_and_run
+from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, figure_list, parse_and_run
 from nst_jax.apps.paper import Trend
 from nst_jax.apps.runner import ExitCode
 from nst_jax.apps.sweep import CONTACT_SHEET, RESULTS_JSON, prepare_folder, sweep_to_folder
@@ -185,12 +185,7 @@ def write_masks(folder: pathlib.Path, content_path: str) -> list[str]:
 
 
 def run(args, flags: ConfigFlags) -> int:
-    figures = [f.strip() for f in args.figures.split(",") if f.strip()]
-    unknown = sorted(set(figures) - set(controls.FIGURES))
-    if unknown or not figures:
-        raise UsageError(f"--figures: unknown figure(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(controls.FIGURES)}")
-    figures = [f for f in controls.FIGURES if f in figures]
+    figures = figure_list(args.figures, controls.FIGURES)
     base = controls.example_base(flags.config(args))
     needed = {"colors": controls.colors_configs(base).values(),
               "blend": controls.blend_grid(base).configs[:1],

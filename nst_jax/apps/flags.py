@@ -254,6 +254,17 @@ class ConfigFlags:
         return {name: getattr(args, name) for name in getattr(args, "axis_order", [])}
 
 
+def figure_list(text: str, known: Sequence[str]) -> list[str]:
+    """``--figures a,b``: the figures named, in ``known``'s order; :class:`UsageError`
+    for none or an unknown one (used by paper_figures.py and control_figures.py)."""
+    figures = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = sorted(set(figures) - set(known))
+    if unknown or not figures:
+        raise UsageError(f"--figures: unknown figure(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(known)}")
+    return [f for f in known if f in figures]
+
+
 def parse_and_run(build_parser: Callable[[], tuple[ArgumentParser, ConfigFlags]],
                   run: Callable[[argparse.Namespace, ConfigFlags], int],
                   argv: Sequence[str] | None) -> int:

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from nst_jax.apps import paper, runner
-from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, parse_and_run
+from nst_jax.apps.flags import ArgumentParser, ConfigFlags, figure_list, parse_and_run
 from nst_jax.apps.runner import ExitCode
 from nst_jax.apps.sweep import (add_run_flags, check_batch_size, load, make_sweeper, prepare_folder,
                                 start, sweep_to_folder)
@@ -51,11 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args, flags: ConfigFlags) -> int:
-    figures = [f.strip() for f in args.figures.split(",") if f.strip()]
-    unknown = sorted(set(figures) - set(paper.FIGURES))
-    if unknown or not figures:
-        raise UsageError(f"--figures: unknown figure(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(paper.FIGURES)}")
+    figures = figure_list(args.figures, paper.FIGURES)
     check_batch_size(args.batch_size)
     base = flags.config(args)
     grids = paper.grids(base)
