@@ -86,6 +86,11 @@ def make_features_fn(params, layers: Sequence[str], module: VGG | None = None,
     return features
 
 
+def as_style_list(style: np.ndarray | Sequence[np.ndarray]) -> list:
+    """One ``(H, W, 3)`` style image, or a sequence of them, as a list of images."""
+    return [style] if getattr(style, "ndim", None) == 3 else list(style)
+
+
 def _block(layer: str) -> int:
     """``conv3_1`` -> 3: the layer's block, after ``block - 1`` 2x2 poolings."""
     return int(layer[len("conv"):].split("_")[0])
@@ -139,7 +144,7 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
     Raises:
       NSTError: a region is empty at one of the style layers.
     """
-    styles = [style] if getattr(style, "ndim", None) == 3 else list(style)
+    styles = as_style_list(style)
     style_masks = list(style_masks) if style_masks is not None else [None] * len(styles)
     content_features = features_fn(content)
     grams = []
@@ -188,7 +193,7 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.n
     params = jax.tree_util.tree_map(np.asarray, params)
     features_fn = make_features_fn(params, tuple(content_layers) + tuple(style_layers), module,
                                    preprocessing)
-    styles = [style] if getattr(style, "ndim", None) == 3 else list(style)
+    styles = as_style_list(style)
     targets = compute_targets(jax.jit(features_fn), np.asarray(content, np.float32),
                               [np.asarray(s, np.float32) for s in styles], tuple(content_layers),
                               tuple(style_layers), style_masks=style_masks,
@@ -342,16 +347,12 @@ def load_network(config: Config, content: np.ndarray, style: np.ndarray, *,
     params, preprocessing = weights.load_params(path)
     module = network(config)
     if config.normalize_network:
-        style = style if getattr(style, "ndim", None) == 3 else style[0]
+        style = as_style_list(style)[0]
         batch = jnp.stack([preprocess(jnp.asarray(content), preprocessing),
                            preprocess(jnp.asarray(images.resize_to(style, content.shape[:2])),
                                       preprocessing)])
         params = jax.tree_util.tree_map(np.asarray, normalize_params(module, params, batch))
     return Network(module, params, preprocessing, {"path": str(path), **weights.describe(path)})
-
-
-def _styles(style: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
-    return [style] if getattr(style, "ndim", None) == 3 else list(style)
 
 
 @dataclasses.dataclass
@@ -439,7 +440,7 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     """
     module = module or network(config)
     settings = optimizer_settings(config)
-    styles = _styles(style)
+    styles = as_style_list(style)
     _check_arrays(config, content, styles, content_masks, style_masks)
     seen_content, styles = colors.prepare(config.preserve_colors, content, styles)
     seen_content = np.asarray(seen_content, np.float32)

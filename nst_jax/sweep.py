@@ -37,8 +37,8 @@ from nst_jax import colors, optimize
 from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
-from nst_jax.stylize import (build_loss_fn, loss_weights, network, optimizer_settings,
-                             saved_pixels, white_noise)
+from nst_jax.stylize import (as_style_list, build_loss_fn, loss_weights, network,
+                             optimizer_settings, saved_pixels, white_noise)
 from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing
 
 GRID_AXIS = "grid"
@@ -260,8 +260,7 @@ class Sweeper:
 
         self.preserve_colors = preserve_colors
         self.original_content = np.asarray(content, np.float32)
-        content, styles = colors.prepare(preserve_colors, content,
-                                         [style] if getattr(style, "ndim", None) == 3 else list(style))
+        content, styles = colors.prepare(preserve_colors, content, as_style_list(style))
         content = np.asarray(content, np.float32)
         styles = [np.asarray(s, np.float32) for s in styles]
         self.num_styles = len(styles)
