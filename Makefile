@@ -28,13 +28,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The library alone runs the example; the tests also need pytest, PyTorch (the benchmark's
-# baseline and the parity tests) and matplotlib (loss curves).
+# baseline and the parity tests), matplotlib (loss curves) and tifffile (TIFF output).
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test,bench,plots]'
+	$(BIN)/python -m pip install -e '.[test,bench,plots,tiff]'
 	touch $@ $(VENV)/.installed-run
 
 # Either install will do to fetch the weights (fetch_weights.py keeps an existing file).

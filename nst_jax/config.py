@@ -40,7 +40,13 @@ MAX_STYLE_SCALE = 8.0
 # almost surely a typo (and 1.7e7 px per image is more than one machine evaluates).
 MIN_SIDE = 16
 MAX_SIDE = 4096
+# --tile-size: the smallest tile (its halo is 24 px each side; see nst_jax.tiling).
+MIN_TILE = 64
 MAX_ITERATIONS = 100_000
+DEFAULT_LBFGS_MEMORY = 10
+MAX_LBFGS_MEMORY = 100
+# --coarse-iterations: chosen by measurement (README, "Coarse to fine").
+COARSE_ITERATIONS = 100
 # Seeds are unsigned 32-bit integers: a sweep carries them in a uint32 array.
 MAX_SEED = 2**32 - 1
 
@@ -132,6 +138,13 @@ def choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
     return check
 
 
+def tile_size(name: str, value: Any) -> int | str | None:
+    """None, ``'auto'`` or a whole number of px from :data:`MIN_TILE` to :data:`MAX_SIDE`."""
+    if value is None or value == "auto":
+        return value
+    return whole(MIN_TILE, MAX_SIDE)(name, value)
+
+
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(name, f"must be True or False, got {value!r}")
@@ -218,8 +231,8 @@ def field(default: Any, help: str, group: str, check: Callable[[str, Any], Any],
 
     ``kind`` says how a command line writes the value: ``path``, ``int``,
     ``float``, ``choice``, ``bool``, ``paths`` (comma-separated files), ``layers``
-    (comma-separated names) or
-    ``floats`` (comma-separated numbers). ``sweep``: a sweep may vary it (it
+    (comma-separated names), ``floats`` (comma-separated numbers) or ``tile`` (px or
+    ``auto``). ``sweep``: a sweep may vary it (it
     becomes an array); otherwise it fixes the compiled program and every point
     of a sweep shares it.
     """
@@ -247,6 +260,11 @@ class Config:
         kind="paths", shown_default="the bundled Starry Night")
     size: int = field(256, f"long side of the output in px ({MIN_SIDE}-{MAX_SIDE})", "images", side,
                       kind="int")
+    start_size: int | None = field(
+        None, "coarse to fine: start at this long side and grow by about sqrt(2) per scale up to "
+              "--size, each scale starting from the previous one's result upsampled; --size itself "
+              "means one scale (see README)", "images", optional(side), kind="int", metavar="PX",
+        shown_default="off")
     style_size: int | None = field(None, "long side the style image is resized to; smaller makes "
                                          "its strokes larger", "images", optional(side), kind="int",
                                    shown_default="--size")
@@ -296,6 +314,11 @@ class Config:
                          kind="choice", choices=POOLINGS)
     remat: bool = field(False, "recompute VGG activations in the backward pass: a little less "
                                "memory, more time (see README)", "network", flag, kind="bool")
+    tile_size: int | str | None = field(
+        None, f"evaluate the loss tile by tile in memory bounded by the tile: tiles of PX px "
+              f"({MIN_TILE}-{MAX_SIDE}; exactly the untiled loss and gradient), or auto (a size "
+              "from the free memory; images that fit are not tiled)", "network", tile_size,
+        kind="tile", metavar="PX|auto", shown_default="off")
     precision: str = field("float32", "compute dtype of the convolutions (bfloat16: see README "
                                       "before using it)", "network", choice(PRECISIONS),
                            kind="choice", choices=PRECISIONS)
@@ -306,12 +329,20 @@ class Config:
                                 "network", optional(text), kind="path",
                                 shown_default="weights/vgg19.h5, converted on first use")
     # optimisation
-    iterations: int = field(200, "optimiser iterations", "optimisation", whole(1, MAX_ITERATIONS),
-                            kind="int")
+    iterations: int = field(200, "optimiser iterations (with --start-size: of the last scale)",
+                            "optimisation", whole(1, MAX_ITERATIONS), kind="int")
+    coarse_iterations: int = field(COARSE_ITERATIONS, "with --start-size, the optimiser iterations of "
+                                                      "each scale before the last",
+                                   "optimisation", whole(1, MAX_ITERATIONS), kind="int")
     optimizer: str = field("lbfgs-stepwise", "lbfgs-stepwise (L-BFGS with optax's memory and a "
                                              "projected line search), lbfgs (optax's), "
                                              "lbfgs-jaxopt or adam; see README",
                            "optimisation", choice(OPTIMIZERS), kind="choice", choices=OPTIMIZERS)
+    lbfgs_memory: int | None = field(
+        None, f"L-BFGS history: the last N steps (each 2 vectors the size of the image; "
+              f"1-{MAX_LBFGS_MEMORY})", "optimisation", optional(whole(1, MAX_LBFGS_MEMORY)),
+        kind="int", shown_default=f"{DEFAULT_LBFGS_MEMORY}, or fewer where --tile-size auto needs "
+                                  "the memory")
     learning_rate: float = field(0.02, "Adam's step size (pixels in [0, 1]); unused by L-BFGS",
                                  "optimisation", number(0.0, low_open=True), kind="float")
     tolerance: float = field(0.0, "stop once an iteration changes the loss by at most this fraction "
@@ -341,6 +372,9 @@ class Config:
                                   f"has {len(weights)} weight(s) for {len(layers)} {kind} layer(s) "
                                   f"({', '.join(layers)}); give one per layer")
         self._check_styles()
+        if self.start_size is not None and self.start_size > self.size:
+            raise ConfigError("start_size", f"must not exceed size ({self.size}), got "
+                                            f"{self.start_size}; it is the first scale's long side")
 
     def _check_styles(self):
         styles = len(self.style)

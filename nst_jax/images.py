@@ -1,23 +1,31 @@
 """Image files in and out: decode, validate, resize, colour conversion, atomic save.
 
 Everything here works on NumPy arrays and Pillow images; nothing is traced by JAX.
-An image in memory is always RGB ``float32`` in ``[0, 1]`` with shape ``(H, W, 3)``.
-Every problem with a user's file raises :class:`NSTError` with a one-line message
-that names the file.
+An image in memory is always RGB ``float32`` in ``[0, 1]`` with shape ``(H, W, 3)``,
+in sRGB: an input with an embedded ICC profile is converted to sRGB as it is read
+(:func:`load_image`), and every output embeds an sRGB profile (:func:`save_image`:
+8- or 16-bit PNG or TIFF). Every problem with a user's file raises :class:`NSTError`
+with a one-line message that names the file.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
+import itertools
+import json
 import os
 import pathlib
 import re
 import struct
+import sys
 import warnings
 import zlib
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst_jax.errors import NSTError, one_line
 from nst_jax.files import atomic_write, check_writable_folder
@@ -37,6 +45,40 @@ _FLOAT_MODES = frozenset({"F"})
 # What Pillow raises for a damaged file, besides OSError.
 _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
 PathLike = str | os.PathLike
+
+# Pillow reads a 16-bit RGB(A) PNG or TIFF as 8-bit RGB(A) by unpacking the high byte
+# of each sample with one of these raw modes; the other one unpacks the low byte.
+_LOW_BYTE_RAWMODES = {"RGB;16B": "RGB;16L", "RGB;16L": "RGB;16B",
+                      "RGBA;16B": "RGBA;16L", "RGBA;16L": "RGBA;16B"}
+_NATIVE_ORDER = "L" if sys.byteorder == "little" else "B"  # what ';16N' means here
+
+# The intent of the ICC conversion of inputs to sRGB. Perceptual, as ICC recommends for
+# photographs: a profile with perceptual tables (CMYK press profiles, some camera and
+# printer RGB profiles) then compresses its wider gamut smoothly into sRGB's instead
+# of clipping it, and a matrix/TRC profile (Adobe RGB, Display P3, ProPhoto), which
+# has no such tables, is converted relative colorimetrically by LittleCMS (white to
+# white, in-gamut colours exact, out-of-gamut ones clipped).
+INPUT_INTENT = ImageCms.Intent.PERCEPTUAL
+# The Pillow mode in which LittleCMS reads each ICC colour space we convert from, and
+# the Pillow modes of an 8-bit image that can be brought to it.
+_PROFILE_MODES = {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}
+_MODES_FOR_PROFILE = {"RGB": frozenset({"RGB", "RGBA", "RGBX", "RGBa", "P", "PA"}),
+                      "L": frozenset({"L", "LA", "La", "1", "P", "PA"}),
+                      "CMYK": frozenset({"CMYK"})}
+# Pixels per slice when converting 16-bit or float RGB, to bound the temporary arrays.
+_DEEP_SLICE = 1 << 20
+# A fixed creation date (that of IEC 61966-2-1, which defines sRGB) for the sRGB profile
+# we embed: LittleCMS stamps the current time, which would make identical runs differ.
+_SRGB_PROFILE_DATE = (1999, 10, 18, 0, 0, 0)
+
+# Output files: suffix -> format, and the sample depths they can be written in.
+OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+BIT_DEPTHS = (8, 16)
+# The first tifffile whose TiffWriter.write takes iccprofile (pyproject's 'tiff' extra).
+_TIFFFILE_MIN = (2024, 5, 22)
+# zlib level of our 16-bit PNG writer: Pillow's default for its 8-bit PNGs.
+_PNG_COMPRESSION = 6
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 
@@ -92,20 +134,78 @@ def _opened(path: pathlib.Path) -> Iterator[Image.Image]:
         ) from e
 
 
-def _read(path: pathlib.Path) -> Image.Image:
-    """Fully decode ``path`` and apply its EXIF orientation; the file is closed after."""
+def _read(path: pathlib.Path) -> tuple[Image.Image, np.ndarray | None]:
+    """Fully decode ``path`` and apply its EXIF orientation; the file is closed after.
+
+    Returns ``(image, deep)``: the upright Pillow image and, when the file holds more
+    than 8 bits a sample, those samples as float32 in [0, 1], ``(H, W, C)`` with C = 1
+    (16-bit, 32-bit or float grey) or 3 (16-bit RGB(A), alpha dropped); else None.
+    """
     with _opened(path) as img:
+        low_byte_tiles = _low_byte_tiles(img)  # before load(), which empties img.tile
         img.load()  # decode every byte now, so truncation is found here
         # exif_transpose returns a new, file-independent image even without EXIF.
         upright = ImageOps.exif_transpose(img)
     width, height = upright.size
     if width <= 0 or height <= 0:
         raise NSTError(f"{path} has a zero dimension ({width}x{height} px); it holds no pixels")
-    return upright
+    if upright.mode in _SIXTEEN_BIT_MODES or upright.mode in _FLOAT_MODES:
+        return upright, _wide_to_float(upright)
+    if low_byte_tiles is not None:
+        return upright, _sixteen_bit_rgb(path, upright, low_byte_tiles)
+    return upright, None
+
+
+def _low_byte_tiles(img: Image.Image) -> list | None:
+    """For a 16-bit RGB(A) PNG or TIFF not yet loaded, its tiles with the raw mode that
+    unpacks the low byte of each sample instead of the high one; None for other files.
+
+    Pillow has no 16-bit RGB mode: it decodes such a file (through its own zlib and
+    PNG unfiltering, or libtiff) to 8-bit RGB keeping the high bytes. Decoding it a
+    second time with these tiles gives the low bytes, so every file Pillow reads keeps
+    its 16 bits, whatever its filters, interlacing, compression or byte order.
+    """
+    if img.format not in ("PNG", "TIFF") or not img.tile:
+        return None
+    tiles = []
+    for tile in img.tile:
+        args = tile[3]
+        rawmode = args if isinstance(args, str) else (
+            args[0] if isinstance(args, tuple) and args and isinstance(args[0], str) else None)
+        if rawmode is None:
+            return None
+        if rawmode.endswith(";16N"):
+            rawmode = rawmode[:-1] + _NATIVE_ORDER
+        low = _LOW_BYTE_RAWMODES.get(rawmode)
+        if low is None:
+            return None
+        low_args = low if isinstance(args, str) else (low, *args[1:])
+        # Pillow >= 11 keeps tiles as the named tuple ImageFile._Tile, older ones as tuples.
+        tiles.append(tile._replace(args=low_args) if hasattr(tile, "_replace")
+                     else (*tile[:3], low_args))
+    return tiles
+
+
+def _sixteen_bit_rgb(path: pathlib.Path, high: Image.Image, low_byte_tiles: list) -> np.ndarray | None:
+    """The 16-bit samples of ``path`` (see :func:`_low_byte_tiles`) as RGB float32 in
+    [0, 1], ``(H, W, 3)``, oriented as ``high`` (its upright 8-bit decoding). None if
+    the second decoding fails or disagrees, so the file is still read, in 8 bits."""
+    try:
+        with _opened(path) as img:
+            img.tile = low_byte_tiles
+            img.load()
+            low = np.asarray(ImageOps.exif_transpose(img))[..., :3]
+    except (NSTError, *_DECODE_ERRORS):
+        return None
+    high_bytes = np.asarray(high)[..., :3]
+    if low.shape != high_bytes.shape or low.dtype != np.uint8:
+        return None
+    samples = (high_bytes.astype(np.uint16) << 8) | low
+    return samples.astype(np.float32) / np.float32(65535.0)
 
 
 def _wide_to_float(img: Image.Image) -> np.ndarray:
-    """A 16-bit ('I;16*', 'I') or float ('F') grey image as RGB float32 in [0, 1], (H, W, 3).
+    """A 16-bit ('I;16*', 'I') or float ('F') grey image as float32 in [0, 1], (H, W, 1).
 
     16-bit and 'I' samples are divided by 65535. 'F' samples are taken as [0, 1]
     when none exceeds 1, else as [0, 255] (Pillow's own scale for 'F').
@@ -117,8 +217,7 @@ def _wide_to_float(img: Image.Image) -> np.ndarray:
             grey = grey / 255.0
     else:
         grey = grey / 65535.0
-    grey = np.clip(grey, 0.0, 1.0)
-    return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.clip(grey, 0.0, 1.0)[:, :, None]
 
 
 def _to_rgb8(img: Image.Image, path: pathlib.Path) -> Image.Image:
@@ -135,6 +234,156 @@ def _to_rgb8(img: Image.Image, path: pathlib.Path) -> Image.Image:
             f"cannot convert {path} from colour mode {img.mode} to RGB ({one_line(e)}); "
             f"convert it to an RGB PNG or JPEG"
         ) from e
+
+
+# ------------------------------------------------------------------------ colour profiles
+
+
+@functools.cache
+def srgb_icc() -> bytes:
+    """The sRGB ICC profile that every output embeds: LittleCMS's built-in sRGB (ICC v4,
+    matrix/TRC, IEC 61966-2-1 primaries and tone curve), with a fixed creation date so
+    that identical runs write identical files."""
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[24:36] = struct.pack(">6H", *_SRGB_PROFILE_DATE)  # the header's dateTimeNumber
+    return bytes(data)
+
+
+@functools.cache
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(io.BytesIO(srgb_icc()))
+
+
+def _damaged_profile(path: pathlib.Path, error: BaseException) -> NSTError:
+    return NSTError(
+        f"the ICC colour profile embedded in {path} is damaged or unusable ({one_line(error)}); "
+        f"re-export the image with a valid profile, or without one to have it read as sRGB")
+
+
+def _converter(profile: ImageCms.ImageCmsProfile, mode: str, path: pathlib.Path,
+               intent: ImageCms.Intent = INPUT_INTENT) -> Callable[[Image.Image], Image.Image]:
+    """LittleCMS's conversion from ``profile`` (images in Pillow mode ``mode``) to 8-bit sRGB."""
+    try:
+        transform = ImageCms.buildTransform(profile, _srgb_profile(), mode, "RGB", intent)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        raise _damaged_profile(path, e) from e
+
+    def convert(img: Image.Image) -> Image.Image:
+        try:
+            out = ImageCms.applyTransform(img, transform)
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+            raise _damaged_profile(path, e) from e
+        assert out is not None  # None only with inPlace=True
+        return out
+
+    return convert
+
+
+def _probe(mode: str) -> Image.Image:
+    """Colours that tell whether a profile is sRGB: every grey level, and for RGB a 9^3 lattice."""
+    ramp = np.arange(256, dtype=np.uint8)
+    if mode == "L":
+        return Image.fromarray(ramp[None, :])
+    axis = np.round(np.linspace(0, 255, 9)).astype(np.uint8)
+    lattice = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    return Image.fromarray(np.concatenate([lattice, np.repeat(ramp[:, None], 3, 1)])[None])
+
+
+def _input_profile(img: Image.Image, path: pathlib.Path) -> tuple[ImageCms.ImageCmsProfile, str] | None:
+    """The ICC profile embedded in ``img`` and the Pillow mode LittleCMS reads it in; None
+    when there is none or it is sRGB (the pixels are then used exactly as stored).
+
+    "sRGB" is tested, not read from the profile's name: a profile counts as sRGB when it
+    maps every grey level and a 9^3 lattice of colours to themselves (relative
+    colorimetric, within 1/255), as the common sRGB profiles do (the 1998 IEC 61966-2.1
+    v2 profile, its v4 successors, LittleCMS's built-in one that outputs embed).
+
+    Raises:
+      NSTError: the profile cannot be parsed, or is for a colour space we do not convert
+        from (only RGB, grey and CMYK).
+    """
+    data = img.info.get("icc_profile")
+    if not data:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(data))
+        space = profile.profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError, AttributeError) as e:
+        raise _damaged_profile(path, e) from e
+    mode = _PROFILE_MODES.get(space)
+    if mode is None:
+        raise NSTError(f"{path} has an ICC profile for {space or 'unknown'} colours, which cannot "
+                       f"be converted to sRGB here (only RGB, grey and CMYK); export it as sRGB")
+    if mode != "CMYK":
+        probe = _probe(mode)
+        got = np.asarray(_converter(profile, mode, path, ImageCms.Intent.RELATIVE_COLORIMETRIC)(probe))
+        expected = np.asarray(probe.convert("RGB"))
+        if np.abs(got.astype(np.int16) - expected).max() <= 1:
+            return None
+    return profile, mode
+
+
+def _profile_mismatch(path: pathlib.Path, image_mode: str, mode: str) -> NSTError:
+    """The error for an image whose pixels (Pillow mode ``image_mode``) do not fit its profile."""
+    if image_mode in ("P", "PA"):
+        kind = "palette"
+    elif image_mode.startswith("RGB") or image_mode == "CMYK":
+        kind = image_mode[:4].rstrip("AXa")
+    elif image_mode in {"L", "LA", "La", "1"} | _SIXTEEN_BIT_MODES | _FLOAT_MODES:
+        kind = "grey"
+    else:
+        kind = image_mode
+    space = {"RGB": "RGB", "L": "grey", "CMYK": "CMYK"}[mode]
+    return NSTError(f"{path} has {kind} pixels but its ICC profile is for {space} colours, so "
+                    f"its colours are unknown; re-export it with a matching profile, or without one")
+
+
+def _to_srgb8(img: Image.Image, profile: ImageCms.ImageCmsProfile, mode: str,
+              path: pathlib.Path) -> Image.Image:
+    """An 8-bit image with profile ``(profile, mode)`` as 8-bit sRGB; alpha is dropped."""
+    if img.mode not in _MODES_FOR_PROFILE[mode]:
+        raise _profile_mismatch(path, img.mode, mode)
+    if mode == "RGB":
+        source = _to_rgb8(img, path)
+    else:
+        source = img if img.mode == mode else img.convert(mode)
+    return _converter(profile, mode, path)(source)
+
+
+def _deep_to_srgb(values: np.ndarray, profile: ImageCms.ImageCmsProfile, mode: str,
+                  path: pathlib.Path) -> np.ndarray:
+    """16-bit or float samples ``(H, W, C)`` in [0, 1] with a profile, as sRGB float32
+    ``(H, W, 3)``, without quantising them to 8 bits.
+
+    Pillow's LittleCMS binding converts 8-bit images only. So each sample is converted
+    at the 8-bit colours around it (the 2 grey levels, or the 8 corners of its 1/255
+    RGB cube) and the results interpolated (linearly, or trilinearly): a continuous
+    function of the samples, so smooth gradients stay smooth (no 8-bit steps), within
+    about 1/255 of the exact conversion like an 8-bit input.
+    """
+    channels = values.shape[2]
+    if (mode, channels) not in (("L", 1), ("RGB", 3)):
+        raise _profile_mismatch(path, "L" if channels == 1 else "RGB", mode)
+    convert = _converter(profile, mode, path)
+    if mode == "L":  # all 256 levels, then a lookup
+        levels = np.arange(256, dtype=np.float32)
+        table = np.asarray(convert(Image.fromarray(levels.astype(np.uint8)[None])), np.float32)[0]
+        x = values[:, :, 0] * 255.0
+        return np.stack([np.interp(x, levels, table[:, c] / 255.0) for c in range(3)], -1
+                        ).astype(np.float32)
+    out = np.empty(values.shape, np.float32)
+    rows = max(1, _DEEP_SLICE // values.shape[1])
+    for start in range(0, values.shape[0], rows):
+        x = np.clip(values[start:start + rows], 0.0, 1.0) * np.float32(255.0)
+        base = np.minimum(x.astype(np.uint8), 254)  # the cube's lower corner, 0..254
+        f = x - base
+        total = np.zeros(x.shape, np.float32)
+        for corner in itertools.product((0, 1), repeat=3):
+            weight = np.prod(np.where(np.asarray(corner, bool), f, 1.0 - f), axis=2, keepdims=True)
+            colours = base + np.asarray(corner, np.uint8)
+            total += weight * np.asarray(convert(Image.fromarray(colours)), np.float32)
+        out[start:start + rows] = total / np.float32(255.0)
+    return np.clip(out, 0.0, 1.0)
 
 
 def _scale_side(side: int, new: int, old: int) -> int:
@@ -158,10 +407,16 @@ def _is_int(value: object) -> bool:
 
 
 def load_image(path: PathLike, *, max_side: int | None = None) -> np.ndarray:
-    """Read an image file as RGB float32 in [0, 1], shape (H, W, 3).
+    """Read an image file as sRGB float32 in [0, 1], shape (H, W, 3).
 
     Accepts any mode Pillow reads (RGB, L, 1, P, RGBA, LA, CMYK, 16-bit, I, F, ...);
-    alpha is dropped without compositing, and EXIF orientation is applied.
+    alpha is dropped without compositing, and EXIF orientation is applied. 16-bit
+    RGB(A) PNGs and TIFFs keep their 16 bits (Pillow alone reads them as 8-bit).
+
+    An embedded ICC profile that is not sRGB (Adobe RGB, Display P3, ProPhoto, a
+    grey or CMYK profile) is applied: the pixels are converted to sRGB by LittleCMS
+    (Pillow's ImageCms) with the perceptual intent (:data:`INPUT_INTENT` says why).
+    Untagged and sRGB-tagged files are read exactly as stored.
 
     Args:
       path: the image file.
@@ -171,30 +426,24 @@ def load_image(path: PathLike, *, max_side: int | None = None) -> np.ndarray:
 
     Raises:
       NSTError: the file is missing, unreadable, not an image, truncated, a
-        possible decompression bomb, or empty.
+        possible decompression bomb, or empty; or its ICC profile is damaged or does
+        not fit its pixels.
     """
     path = pathlib.Path(path)
     if max_side is not None and not (_is_int(max_side) and max_side >= 1):
         raise ValueError(f"max_side must be a positive int or None, got {max_side!r}")
-    img = _read(path)
+    img, deep = _read(path)
+    tagged = _input_profile(img, path)
     size_hw = (img.height, img.width) if max_side is None else scaled_shape((img.height, img.width), max_side)
-    if img.mode in _SIXTEEN_BIT_MODES or img.mode in _FLOAT_MODES:
-        rgb = _wide_to_float(img)
+    if deep is not None:
+        rgb = deep if tagged is None else _deep_to_srgb(deep, *tagged, path)
+        if rgb.shape[2] == 1:
+            rgb = np.repeat(rgb, 3, axis=2)
         return rgb if size_hw == rgb.shape[:2] else resize_to(rgb, size_hw)
-    rgb8 = _to_rgb8(img, path)
+    rgb8 = _to_rgb8(img, path) if tagged is None else _to_srgb8(img, *tagged, path)
     if size_hw != (rgb8.height, rgb8.width):
         rgb8 = rgb8.resize(size_hw[::-1], Image.Resampling.LANCZOS)
     return np.asarray(rgb8, dtype=np.float32) / np.float32(255.0)
-
-
-def read_png_metadata(path: PathLike) -> dict[str, str]:
-    """The text chunks (tEXt, zTXt, iTXt) of a PNG file, as ``{key: value}``."""
-    path = pathlib.Path(path)
-    with _opened(path) as img:
-        if img.format != "PNG":
-            raise NSTError(f"{path} is a {img.format} file, not a PNG, so it has no PNG text metadata")
-        text = img.text  # reads to the end of the file, so chunks after the pixels count too
-        return {str(key): str(value) for key, value in text.items()}
 
 
 def check_size(size: int, *, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE) -> int:
@@ -223,24 +472,46 @@ def _check_image_array(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     return rgb
 
 
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """RGB float in [0, 1], (H, W, 3) -> uint8 (H, W, 3): clipped, then rounded to nearest.
+def quantize(rgb: np.ndarray, bits: int = 8) -> np.ndarray:
+    """RGB in [0, 1], (H, W, 3) -> uint8 (``bits=8``) or uint16 (``bits=16``) (H, W, 3):
+    clipped, then rounded to the nearest of the 2**bits levels. What a file of that
+    depth holds; ``quantize(x, b) / (2**b - 1)`` is what reading it back gives.
+
+    ``rgb`` may also be uint8 or uint16 (an image already quantised): it is converted
+    exactly (x 257) or rounded (/ 257) to the other depth, or copied.
 
     Raises:
       NSTError: the image has NaN or infinite values (the optimisation diverged).
     """
+    if bits not in BIT_DEPTHS:
+        raise ValueError(f"bits must be one of {BIT_DEPTHS}, got {bits!r}")
     rgb = _check_image_array(rgb)
     if rgb.shape[2] != 3:
         raise ValueError(f"image must have 3 channels (H, W, 3), got {rgb.shape}")
-    if rgb.dtype == np.uint8:
-        return rgb.copy()
+    dtype = np.uint8 if bits == 8 else np.uint16
+    if rgb.dtype in (np.uint8, np.uint16):
+        if rgb.dtype == dtype:
+            return rgb.copy()
+        return (rgb.astype(np.uint16) * 257 if bits == 16
+                else ((rgb.astype(np.uint32) + 128) // 257).astype(np.uint8))
     bad = int(np.size(rgb) - np.count_nonzero(np.isfinite(rgb)))
     if bad:
         raise NSTError(
             f"the image has {bad} NaN or infinite values, so it cannot be saved; "
             f"the optimisation probably diverged (try a smaller learning rate or style weight)"
         )
-    return np.round(np.clip(rgb.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    scale = np.float32(2**bits - 1)
+    return np.round(np.clip(rgb.astype(np.float32), 0.0, 1.0) * scale).astype(dtype)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """:func:`quantize` to 8 bits: RGB float in [0, 1], (H, W, 3) -> uint8 (H, W, 3)."""
+    return quantize(rgb, 8)
+
+
+def to_uint16(rgb: np.ndarray) -> np.ndarray:
+    """:func:`quantize` to 16 bits: RGB float in [0, 1], (H, W, 3) -> uint16 (H, W, 3)."""
+    return quantize(rgb, 16)
 
 
 def resize_to(
@@ -317,61 +588,220 @@ def side_by_side(images: Sequence[np.ndarray], height: int, *, gap: int = GAP) -
 
 
 def check_output_path(path: PathLike) -> pathlib.Path:
-    """Check, before any long work, that a PNG can be written at ``path``; return it as a Path.
+    """Check, before any long work, that an image can be written at ``path``; return it as a Path.
 
     Raises:
-      NSTError: the name does not end in .png, it is a directory, or its parent
-        directory is missing, is a file, or refuses a new file (tried, not
-        asked: ``os.access`` says yes to root everywhere).
+      NSTError: the name does not end in .png, .tif or .tiff (or TIFF is asked for
+        and the tifffile package is missing), it is a directory, or its parent
+        directory is missing, is a file, or refuses a new file (tried, not asked:
+        ``os.access`` says yes to root everywhere).
     """
-    path = _png_name(path)
+    path = _output_name(path)
+    if OUTPUT_FORMATS[path.suffix.lower()] == "TIFF":
+        _tifffile(path)
     check_writable_folder(path.parent, path)
     return path
 
 
-def _png_name(path: PathLike) -> pathlib.Path:
+def _output_name(path: PathLike, suffixes: Sequence[str] = tuple(OUTPUT_FORMATS)) -> pathlib.Path:
+    """``path`` as a Path, if it is not a directory and ends in one of ``suffixes``."""
     path = pathlib.Path(path).expanduser()
+    allowed = suffixes[0] if len(suffixes) == 1 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
     if path.is_dir():
-        raise NSTError(f"output path {path} is a directory; give a file name ending in .png")
-    if path.suffix.lower() != ".png":
+        raise NSTError(f"output path {path} is a directory; give a file name ending in {allowed}")
+    if path.suffix.lower() not in suffixes:
         got = repr(path.suffix) if path.suffix else "no suffix"
         example = f"; e.g. {path.with_suffix('.png')}" if path.name else ""
-        raise NSTError(f"output file {path} must end in .png (got {got}){example}")
+        raise NSTError(f"output file {path} must end in {allowed} (got {got}){example}")
     return path
 
 
-def _png_info(metadata: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
-    """PNG text chunks for ``metadata``; Latin-1 values go in tEXt, others in UTF-8 iTXt."""
-    info = PngImagePlugin.PngInfo()
+def _tifffile(path: pathlib.Path):
+    """The tifffile module (TIFF output only: Pillow cannot write 16-bit RGB TIFF)."""
+    install = "pip install 'nst_jax[tiff]'"
+    try:
+        import tifffile
+    except ImportError:
+        raise NSTError(f"cannot write {path}: TIFF output needs the tifffile package "
+                       f"({install}), or write a .png") from None
+    version = tuple(int(part) for part in re.findall(r"\d+", tifffile.__version__)[:3])
+    if version < _TIFFFILE_MIN:
+        raise NSTError(f"cannot write {path}: tifffile {tifffile.__version__} is too old to embed "
+                       f"an ICC profile; upgrade it ({install} --upgrade)")
+    return tifffile
+
+
+def _text_chunks(metadata: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """``metadata`` as checked (key, value) pairs; a bad one is a caller's bug (TypeError, ValueError)."""
+    items = []
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"PNG metadata keys and values must be str, got {key!r}: {value!r}")
         # The PNG spec: a keyword is 1-79 Latin-1 characters.
         if not 1 <= len(key) <= 79 or not key.isprintable() or any(ord(ch) > 255 for ch in key):
             raise ValueError(f"PNG metadata key {key!r} must be 1-79 printable Latin-1 characters")
+        items.append((key, value))
+    return items
+
+
+def _png_info(metadata: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
+    """PNG text chunks for ``metadata``; Latin-1 values go in tEXt, others in UTF-8 iTXt."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in _text_chunks(metadata):
         info.add_text(key, value)
     return info
 
 
-def save_png(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None = None) -> pathlib.Path:
-    """Write ``rgb`` as an 8-bit RGB PNG, atomically; return the path written.
+def save_image(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None = None, *,
+               bits: int = 8) -> pathlib.Path:
+    """Write ``rgb`` as an 8- or 16-bit RGB PNG or TIFF with an sRGB ICC profile,
+    atomically; return the path written.
 
-    The pixels go to a hidden temporary file in the destination directory, are
-    fsynced, then renamed over ``path``: a reader never sees half a file, and an
-    existing file survives any failure. On any exception (KeyboardInterrupt too)
-    the temporary file is removed and the exception re-raised (OSError as NSTError).
+    The format follows the suffix (.png, .tif, .tiff). The pixels go to a hidden
+    temporary file in the destination directory, are fsynced, then renamed over
+    ``path``: a reader never sees half a file, and an existing file survives any
+    failure. On any exception (KeyboardInterrupt too) the temporary file is removed
+    and the exception re-raised (OSError as NSTError).
+
+    Which writer: 8-bit PNG, Pillow; 16-bit PNG, :func:`write_png16` (Pillow cannot
+    write 48-bit PNG); TIFF, tifffile (Adobe Deflate with a predictor, which Pillow,
+    libtiff, Photoshop and GIMP read). :func:`load_image` reads all of them back at
+    full depth: ``load_image(save_image(p, x, bits=b)) == quantize(x, b) / (2**b - 1)``.
 
     Args:
-      path: destination, ending in .png.
-      rgb: float array in [0, 1], (H, W, 3) (or uint8).
-      metadata: stored as PNG text chunks, read back by :func:`read_png_metadata`.
+      path: destination, ending in .png, .tif or .tiff.
+      rgb: float array in [0, 1], (H, W, 3) (or uint8 / uint16: see :func:`quantize`).
+      metadata: PNG text chunks (read back by :func:`read_png_metadata`); in a TIFF,
+        a JSON object in its ImageDescription (read back by :func:`read_metadata`).
+      bits: 8 or 16 bits per sample.
     """
-    path = _png_name(path)  # the folder was checked before the run (check_output_path)
-    image = Image.fromarray(to_uint8(rgb))
-    info = _png_info(metadata)
+    path = _output_name(path)  # the folder was checked before the run (check_output_path)
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    pixels = quantize(rgb, bits)  # NaN is refused before any file is made
+    text = _text_chunks(metadata)
+    tifffile = _tifffile(path) if fmt == "TIFF" else None
     try:
         with atomic_write(path) as tmp, open(tmp, "wb") as f:
-            image.save(f, format="PNG", pnginfo=info)
+            if tifffile is not None:
+                tifffile.imwrite(f, pixels, photometric="rgb", compression="zlib", predictor=True,
+                                 iccprofile=srgb_icc(), metadata=None, software=False,
+                                 description=json.dumps(dict(text)) if text else None)
+            elif bits == 16:
+                write_png16(f, pixels, text, icc=srgb_icc())
+            else:
+                Image.fromarray(pixels).save(f, format="PNG", pnginfo=_png_info(metadata),
+                                             icc_profile=srgb_icc())
     except OSError as e:
         raise NSTError(f"cannot write {path}: {e.strerror or one_line(e)}") from e
     return path
+
+
+def save_png(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None = None, *,
+             bits: int = 8) -> pathlib.Path:
+    """:func:`save_image` for a path that must end in .png."""
+    return save_image(_output_name(path, (".png",)), rgb, metadata, bits=bits)
+
+
+# ------------------------------------------------------------------------- 16-bit PNG
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC-32 of type and data (PNG spec, section 5.3)."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_text_chunk(key: str, value: str) -> bytes:
+    """tEXt when ``value`` is Latin-1, else uncompressed iTXt in UTF-8 (as Pillow writes)."""
+    try:
+        return _png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        # keyword, NUL, compression flag 0, method 0, empty language tag and translated
+        # keyword (each NUL-terminated), then the text.
+        return _png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
+
+
+def _paeth_rows(rows: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+    """PNG filter type 4 (Paeth) of byte rows ``rows`` (R, N), ``above`` (R, N) being the
+    row before each; ``bpp`` bytes per pixel. Returns the filtered bytes, uint8 (R, N)."""
+    def left(x):
+        return np.pad(x, ((0, 0), (bpp, 0)))[:, :-bpp]
+
+    a, b, c = (x.astype(np.int16) for x in (left(rows), above, left(above)))
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    predictor = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    return (rows.astype(np.int16) - predictor).astype(np.uint8)  # modulo 256
+
+
+def write_png16(f: BinaryIO, pixels: np.ndarray, text: Sequence[tuple[str, str]] = (), *,
+                icc: bytes | None = None) -> None:
+    """Write a 48-bit RGB PNG (colour type 2, bit depth 16) to the binary file ``f``.
+
+    Pillow has no 16-bit RGB mode, so it cannot write this. The chunks, in the order
+    the PNG spec asks: IHDR; iCCP with ``icc`` (zlib-compressed, named "sRGB" when it is
+    :func:`srgb_icc`); tEXt/iTXt for ``text`` (key, value) pairs; IDAT, every row Paeth-
+    filtered (vectorised: encoding needs no sequential loop) and deflated in slices;
+    IEND. Any PNG reader reads it (Pillow as 8-bit; :func:`load_image` at 16 bits).
+
+    Args:
+      f: a file opened for binary writing.
+      pixels: uint16 (H, W, 3).
+      text: checked metadata pairs (see :func:`save_image`).
+      icc: an ICC profile to embed, or None.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape:
+        raise ValueError(f"pixels must be uint16 (H, W, 3), got {pixels.dtype} {pixels.shape}")
+    height, width = pixels.shape[:2]
+    f.write(_PNG_SIGNATURE)
+    f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)))
+    if icc is not None:
+        name = b"sRGB" if icc == srgb_icc() else b"ICC profile"
+        f.write(_png_chunk(b"iCCP", name + b"\0\0" + zlib.compress(icc)))
+    f.writelines(_png_text_chunk(key, value) for key, value in text)
+    rows = pixels.astype(">u2").reshape(height, width * 3).view(np.uint8)  # big-endian bytes
+    step = max(1, (4 << 20) // rows.shape[1])  # about 4 MiB of rows per slice
+    deflate = zlib.compressobj(_PNG_COMPRESSION)
+    above = np.zeros((1, rows.shape[1]), np.uint8)
+    for start in range(0, height, step):
+        block = rows[start:start + step]
+        filtered = _paeth_rows(block, np.concatenate([above, block[:-1]]), bpp=6)
+        lines = np.concatenate([np.full((len(block), 1), 4, np.uint8), filtered], axis=1)
+        data = deflate.compress(lines.tobytes())
+        if data:
+            f.write(_png_chunk(b"IDAT", data))
+        above = block[-1:]
+    f.write(_png_chunk(b"IDAT", deflate.flush()))
+    f.write(_png_chunk(b"IEND", b""))
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+def read_png_metadata(path: PathLike) -> dict[str, str]:
+    """The text chunks (tEXt, zTXt, iTXt) of a PNG file, as ``{key: value}``."""
+    path = pathlib.Path(path)
+    with _opened(path) as img:
+        if img.format != "PNG":
+            raise NSTError(f"{path} is a {img.format} file, not a PNG, so it has no PNG text metadata")
+        text = img.text  # reads to the end of the file, so chunks after the pixels count too
+        return {str(key): str(value) for key, value in text.items()}
+
+
+def read_metadata(path: PathLike) -> dict[str, str]:
+    """The metadata :func:`save_image` wrote: a PNG's text chunks, or the JSON object in
+    a TIFF's ImageDescription (``{}`` when it has none, or it is not such an object)."""
+    path = pathlib.Path(path)
+    with _opened(path) as img:
+        if img.format == "PNG":
+            return {str(key): str(value) for key, value in img.text.items()}
+        if img.format != "TIFF":
+            raise NSTError(f"{path} is a {img.format} file, not a PNG or TIFF, so it has no "
+                           f"metadata of ours")
+        description = img.tag_v2.get(270)  # ImageDescription
+    try:
+        document = json.loads(description) if isinstance(description, str) else None
+    except ValueError:
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {str(key): str(value) for key, value in document.items()}

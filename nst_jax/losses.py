@@ -103,6 +103,18 @@ def _gram_loss_bwd(residuals, cotangent):
 gram_loss.defvjp(_gram_loss_fwd, _gram_loss_bwd)
 
 
+def gram_error(gram: jax.Array, target_gram: jax.Array, area: jax.Array) -> jax.Array:
+    """Eq. 4 from a Gram matrix already summed: ``1 / (4 N^2 area^2) sum_ij (G - area T)_ij^2``.
+
+    The same value as :func:`guided_style_layer_loss` when ``gram`` is ``F^T diag(m) F``
+    (``F^T F`` without a region) and ``T`` a Gram matrix per position; for a ``G``
+    accumulated over tiles (:mod:`nst_jax.tiling`), whose gradient with respect to
+    ``G`` (eq. 6 before the chain rule through ``F``) is then held fixed.
+    """
+    channels = gram.shape[-1]
+    return 0.25 * jnp.sum(jnp.square(gram - area * target_gram)) / (channels**2 * jnp.square(area))
+
+
 def guided_gram_matrix(features: jax.Array, mask: jax.Array) -> jax.Array:
     """Guided Gram matrix of one region (Gatys et al. 2017, §4), per position:
     ``sum_k m_k F_k F_k^T / sum_k m_k``.

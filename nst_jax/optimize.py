@@ -288,13 +288,20 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
         new_value = jnp.where(accept, value, jnp.where(take_lo, lo_value, state.value))
         new_grad = jnp.where(accept, grad, jnp.where(take_lo, lo_grad, state.grad))
         new_aux = tree_where(accept, aux, tree_where(take_lo, lo_aux, state.aux))
-        # No decrease in max_linesearch_steps trials: forget the curvature pairs.
-        memory = tree_where(out_of_trials & ~take_lo, memory_fn.init(x), state.memory)
-        restart = line_search_start(new_x, new_value, new_grad, new_aux, memory)
         searching = state._replace(
             step=next_step, lo=lo, lo_value=lo_value, lo_slope=lo_slope, lo_grad=lo_grad,
             lo_aux=lo_aux, hi=new_hi, hi_value=new_hi_value, trials=trials)
-        new_state = tree_where(done, StepwiseState(**restart), searching)
+
+        def restart():
+            # No decrease in max_linesearch_steps trials: forget the curvature pairs.
+            memory = jax.lax.cond(out_of_trials & ~take_lo, lambda: memory_fn.init(x),
+                                  lambda: state.memory)
+            return StepwiseState(**line_search_start(new_x, new_value, new_grad, new_aux, memory))
+
+        # A cond, not a select: alone, only the branch taken runs, and the L-BFGS memory
+        # (2 image-sized vectors per step) is not copied for the other (under vmap, a
+        # batched predicate makes it a select again, with the same values).
+        new_state = jax.lax.cond(done, restart, lambda: searching)
         return (new_x, new_state, Evaluation(new_x, new_value, new_aux), jnp.int32(1), done)
 
     return Solver(init, update, 1)

@@ -14,6 +14,7 @@ read the files it names.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from typing import Callable, NamedTuple, Sequence
 
@@ -21,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import colors, images, optimize, weights
-from nst_jax.config import CONTENT_LAYERS, INITS, STYLE_LAYERS, Config, ConfigError  # noqa: F401
+from nst_jax import colors, images, optimize, tiling, weights
+from nst_jax.config import (  # noqa: F401
+    CONTENT_LAYERS, DEFAULT_LBFGS_MEMORY, INITS, STYLE_LAYERS, Config, ConfigError)
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights, Targets, guided_gram_matrix, total_loss
 from nst_jax.vgg import CAFFE, VGG, VGG19, Preprocessing, layer_names, normalize_params, preprocess
@@ -42,6 +44,7 @@ def optimizer_settings(config: Config) -> optimize.Settings:
     unless ``config.bounds == 'none'``)."""
     return optimize.Settings(method=config.optimizer, learning_rate=config.learning_rate,
                              tolerance=config.tolerance,
+                             memory_size=config.lbfgs_memory or DEFAULT_LBFGS_MEMORY,
                              bounds=PIXEL_BOUNDS if config.bounds == "box" else None)
 
 
@@ -132,7 +135,8 @@ def _check_regions(masks: dict[str, np.ndarray], what: str) -> None:
 def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Array | Sequence[jax.Array],
                     content_layers: Sequence[str], style_layers: Sequence[str], *,
                     style_masks: Sequence[np.ndarray | None] | None = None,
-                    content_masks: np.ndarray | None = None) -> Targets:
+                    content_masks: np.ndarray | None = None, tile_size: int | None = None,
+                    network: tuple | None = None) -> Targets:
     """The content activations ``P^l``, the styles' Gram matrices per position ``Â^l``
     and the regions at each layer (computed once).
 
@@ -141,11 +145,16 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
       content: ``(H, W, 3)``; style: one ``(H', W', 3)`` image or a list of them.
       style_masks: per style image, ``(H', W')`` in [0, 1] or None (the whole image).
       content_masks: ``(R, H, W)`` in [0, 1], one region per style, or None.
+      tile_size: evaluate the network tile by tile (:func:`nst_jax.tiling.tiled_features`),
+        in memory bounded by the tile; then ``network`` is ``(params, module, preprocessing)``.
     Raises:
       NSTError: a region is empty at one of the style layers.
     """
     styles = as_style_list(style)
     style_masks = list(style_masks) if style_masks is not None else [None] * len(styles)
+    if tile_size is not None:
+        return _tiled_targets(network, content, styles, style_masks, content_masks,
+                              tuple(content_layers), tuple(style_layers), tile_size)
     content_features = features_fn(content)
     grams = []
     for k, (image, mask) in enumerate(zip(styles, style_masks)):
@@ -157,6 +166,31 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
         layer_masks = propagate_masks(np.asarray(mask)[None], style_layers)
         _check_regions(layer_masks, f"the style mask of style image {k + 1}, region")
         grams.append({l: guided_gram_matrix(features[l], layer_masks[l][0]) for l in style_layers})
+    masks = None
+    if content_masks is not None:
+        masks = propagate_masks(content_masks, style_layers)
+        _check_regions(masks, "content mask")
+    return Targets(content={l: content_features[l] for l in content_layers},
+                   style={l: jnp.stack([g[l] for g in grams]) for l in style_layers}, masks=masks)
+
+
+def _tiled_targets(network: tuple, content, styles: list, style_masks: list, content_masks,
+                   content_layers: tuple, style_layers: tuple, tile_size: int) -> Targets:
+    """:func:`compute_targets`, each image evaluated tile by tile."""
+    params, module, preprocessing = network
+    content_features = tiling.tiled_features(params, module, preprocessing, content,
+                                             content_layers, (), None, tile_size)[0]
+    grams = []
+    for k, (image, mask) in enumerate(zip(styles, style_masks)):
+        layer_masks = None
+        if mask is not None:
+            layer_masks = propagate_masks(np.asarray(mask)[None], style_layers)
+            _check_regions(layer_masks, f"the style mask of style image {k + 1}, region")
+        sums = tiling.tiled_features(params, module, preprocessing, image, (), style_layers,
+                                     layer_masks, tile_size)[1]
+        areas = {l: (np.prod(tiling.layer_size(np.shape(image)[:2], l)) if layer_masks is None
+                     else layer_masks[l][0].sum(dtype=np.float32)) for l in style_layers}
+        grams.append({l: sums[l][0] / areas[l] for l in style_layers})
     masks = None
     if content_masks is not None:
         masks = propagate_masks(content_masks, style_layers)
@@ -179,10 +213,15 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.n
                   content_layers: Sequence[str], style_layers: Sequence[str], module: VGG,
                   preprocessing: Preprocessing = CAFFE, *,
                   style_masks: Sequence[np.ndarray | None] | None = None,
-                  content_masks: np.ndarray | None = None
+                  content_masks: np.ndarray | None = None, tile_size: int | None = None,
+                  mesh: jax.sharding.Mesh | None = None
                   ) -> Callable[[jax.Array, LossWeights], tuple[jax.Array, LossTerms]]:
     """Eq. 7 of the pixels for this content and style(s): computes the targets once
     (see :func:`compute_targets` for the styles and masks).
+
+    With ``tile_size`` (px) the loss is evaluated tile by tile, the same values in
+    memory bounded by the tile (:func:`nst_jax.tiling.make_tiled_loss`; ``mesh``
+    spreads the tiles over its devices).
 
     The weights and the targets are host (NumPy) arrays, so a function that
     closes over the loss embeds them as compile-time constants: XLA folds the
@@ -197,8 +236,13 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.n
     targets = compute_targets(jax.jit(features_fn), np.asarray(content, np.float32),
                               [np.asarray(s, np.float32) for s in styles], tuple(content_layers),
                               tuple(style_layers), style_masks=style_masks,
-                              content_masks=content_masks)
-    return make_loss_fn(features_fn, jax.tree_util.tree_map(np.asarray, targets))
+                              content_masks=content_masks, tile_size=tile_size,
+                              network=(params, module, preprocessing))
+    targets = jax.tree_util.tree_map(np.asarray, targets)
+    if tile_size is not None:
+        return tiling.make_tiled_loss(params, module, preprocessing, targets, content_layers,
+                                      style_layers, np.shape(content)[:2], tile_size, mesh=mesh)
+    return make_loss_fn(features_fn, targets)
 
 
 def best_image(state: optimize.OptimizeState) -> jax.Array:
@@ -208,10 +252,14 @@ def best_image(state: optimize.OptimizeState) -> jax.Array:
     return jnp.clip(jnp.where(finite, state.best_pixels, state.pixels), *PIXEL_BOUNDS)
 
 
-def saved_pixels(state: optimize.OptimizeState) -> jax.Array:
-    """What a PNG of :func:`best_image` holds: those pixels rounded to 8 bits (as floats
-    in [0, 1]); one state or a batch of them. The losses reported are of these pixels."""
-    return jnp.round(best_image(state) * 255.0) / 255.0
+def saved_pixels(state: optimize.OptimizeState, bits: int = 8) -> jax.Array:
+    """What a ``bits``-bit (8 or 16) file of :func:`best_image` holds: those pixels rounded
+    to ``2**bits - 1`` levels (as floats in [0, 1]); one state or a batch of them. The
+    losses reported are of these pixels."""
+    if bits not in images.BIT_DEPTHS:
+        raise ValueError(f"bits must be one of {images.BIT_DEPTHS}, got {bits!r}")
+    levels = float(2**bits - 1)
+    return jnp.round(best_image(state) * levels) / levels
 
 
 def white_noise(seed: jax.Array | int, shape: tuple[int, ...],
@@ -360,7 +408,9 @@ class Stylization:
     """A prepared run: call :meth:`step` repeatedly (each call is one compiled function).
 
     Built by :func:`prepare`. ``state`` is the :class:`nst_jax.optimize.OptimizeState`;
-    ``content`` the content image in its own colours (for ``preserve_colors``).
+    ``content`` the content image in its own colours (for ``preserve_colors``);
+    ``tiles`` the tiling of the loss (:func:`nst_jax.tiling.plan`) or None (untiled), and
+    ``memory`` the tile size and L-BFGS history settled on (:func:`nst_jax.tiling.choose`).
     """
 
     config: Config
@@ -370,9 +420,14 @@ class Stylization:
     content: np.ndarray
     _run: Callable
     _terms: Callable
+    tiles: tiling.Plan | None = None
+    memory: tiling.Choice | None = None
 
     def step(self, num_iterations: int) -> optimize.OptimizeState:
-        """Run up to ``num_iterations`` more iterations (fewer at the end or on a non-finite loss)."""
+        """Run up to ``num_iterations`` more iterations (fewer at the end or on a non-finite loss).
+
+        The previous state is donated to the compiled loop (its arrays are deleted): keep
+        a copy (``jax.device_get``) of one you still need."""
         self.state = self._run(self.state, jnp.int32(num_iterations), self.weights)
         return self.state
 
@@ -405,22 +460,24 @@ class Stylization:
         return np.asarray(colors.finish(self.config.preserve_colors, best_image(self.state),
                                         self.content))
 
-    def saved(self) -> tuple[np.ndarray, float, LossTerms]:
-        """``(image, total, terms)`` of what a PNG of :meth:`result` holds: the output in
-        8 bits, and the eq. 7 loss of the optimised pixels rounded to 8 bits (for
-        ``luminance`` / ``original`` colours, of the image before the content's colours
-        are put back: that is what was optimised)."""
-        pixels = saved_pixels(self.state)
+    def saved(self, bits: int = 8) -> tuple[np.ndarray, float, LossTerms]:
+        """``(image, total, terms)`` of what a ``bits``-bit file of :meth:`result` holds:
+        the output as uint8 (``bits=8``) or uint16 (``bits=16``), and the eq. 7 loss of
+        the optimised pixels rounded to those bits (for ``luminance`` / ``original``
+        colours, of the image before the content's colours are put back: that is what
+        was optimised)."""
+        pixels = saved_pixels(self.state, bits)
         total, terms = self.terms(pixels)
         out = colors.finish(self.config.preserve_colors, pixels, self.content)
-        return images.to_uint8(np.asarray(out)), total, terms
+        return images.quantize(np.asarray(out), bits), total, terms
 
 
 def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params,
             config: Config = Config(), *, module: VGG | None = None,
             preprocessing: Preprocessing = CAFFE, init_image: np.ndarray | None = None,
             content_masks: np.ndarray | None = None,
-            style_masks: Sequence[np.ndarray | None] | None = None) -> Stylization:
+            style_masks: Sequence[np.ndarray | None] | None = None,
+            start: np.ndarray | None = None) -> Stylization:
     """Set up a style transfer of ``content`` in the style of ``style``.
 
     Args:
@@ -437,6 +494,10 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
       content_masks: ``(R, H, W)`` in [0, 1], region ``r`` styled by style ``r``
         (needed when ``config.content_masks`` is set; :func:`load_inputs` reads them).
       style_masks: one ``(H'_k, W'_k)`` mask per style image, or None.
+      start: the starting pixels, ``(H, W, 3)`` in [0, 1], as they are optimised (before
+        ``preserve_colors`` puts the content's colours back), used as they are instead of
+        ``config.init`` (:mod:`nst_jax.coarse_to_fine` passes the previous scale's
+        result here).
     """
     module = module or network(config)
     settings = optimizer_settings(config)
@@ -445,31 +506,47 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     seen_content, styles = colors.prepare(config.preserve_colors, content, styles)
     seen_content = np.asarray(seen_content, np.float32)
     styles = [np.asarray(s, np.float32) for s in styles]
+    memory = tiling.choose(config.tile_size, seen_content.shape[:2], config.lbfgs_memory)
+    settings = settings._replace(memory_size=memory.lbfgs_memory)
     loss_fn = build_loss_fn(params, seen_content, styles, config.content_layers, config.style_layers,
                             module, preprocessing, style_masks=style_masks,
-                            content_masks=content_masks)
+                            content_masks=content_masks, tile_size=memory.tile_size)
     if config.init_is_file and init_image is None:
         raise NSTError(f"config.init is the file {config.init!r}: pass its pixels as init_image "
                        "(see load_inputs)")
     init = init_image if config.init_is_file else config.init
     if config.init_is_file and config.preserve_colors == "luminance":
         init = np.asarray(colors.gray3(colors.luminance(init_image)))
-    x0 = initial_pixels(init, seen_content, styles[0], config.seed, config.noise_amplitude)
+    if start is not None:
+        if np.shape(start) != seen_content.shape:
+            raise NSTError(f"start has shape {np.shape(start)}; the content is {seen_content.shape}")
+        x0 = jnp.asarray(start, jnp.float32)
+    else:
+        x0 = initial_pixels(init, seen_content, styles[0], config.seed, config.noise_amplitude)
     weights_ = loss_weights(config)
 
-    def fresh_state(x0, weights):
-        fun = lambda x: loss_fn(x, weights)
+    # A tiled loss's kernels and targets enter the compiled functions as an argument (see
+    # nst_jax.tiling.TiledLoss); the untiled loss keeps them as constants (faster, small).
+    data = getattr(loss_fn, "data", None)
+    call = loss_fn if data is not None else (lambda x, weights, data: loss_fn(x, weights))
+
+    def fresh_state(x0, weights, data):
+        fun = lambda x: call(x, weights, data)
         solver = optimize.make_solver(fun, settings)
         return optimize.init(solver, fun, x0, config.iterations)
 
-    def run(state, num_steps, weights):
-        fun = lambda x: loss_fn(x, weights)
+    def run(state, num_steps, weights, data):
+        fun = lambda x: call(x, weights, data)
         return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
                             settings.tolerance)
 
-    state = jax.jit(fresh_state)(x0, weights_)
+    state = jax.jit(fresh_state)(x0, weights_, data)
     return Stylization(config, loss_fn, weights_, state, np.asarray(content, np.float32),
-                       jax.jit(run), jax.jit(loss_fn))
+                       # The state is donated: XLA reuses its buffers (the L-BFGS history is
+                       # 2 image-sized vectors per step) instead of holding old and new.
+                       functools.partial(jax.jit(run, donate_argnums=0), data=data),
+                       functools.partial(jax.jit(call), data=data),
+                       getattr(loss_fn, "plan", None), memory)
 
 
 def _check_arrays(config: Config, content, styles: list, content_masks, style_masks) -> None:

@@ -15,7 +15,7 @@ def test_every_field_has_help_a_group_and_a_check():
         assert meta["help"] and meta["group"] in cfg.GROUPS, name
         assert callable(meta["check"]), name
         assert meta["kind"] in ("path", "paths", "int", "float", "choice", "bool", "layers",
-                                "floats"), name
+                                "floats", "tile"), name
         if meta["kind"] == "choice":
             assert getattr(Config(), name) in meta["choices"], name
 

@@ -221,9 +221,13 @@ def _torch_backend(content, style, params, preprocessing, config, x0, evaluation
     }
 
 
-def _evaluation(size: int, config):
+def _evaluation(size: int, config, tile: int | None = None):
     """The weights, the square example pair at ``size`` and the jitted loss+gradient
-    of ``config``'s network: what every worker case starts from."""
+    of ``config``'s network (tiled with ``tile`` px tiles, its kernels and targets then
+    an argument, as :func:`nst_jax.stylize.prepare` passes them): what every worker
+    case starts from. The loss+gradient takes the pixels only."""
+    import functools
+
     import jax
 
     from nst_jax import stylize, weights
@@ -232,9 +236,14 @@ def _evaluation(size: int, config):
     params, preprocessing = weights.load_params(ensure_weights(log=lambda m: None))
     content, style = square_pair(size)
     loss_fn = stylize.build_loss_fn(params, content, style, config.content_layers,
-                                    config.style_layers, stylize.network(config), preprocessing)
+                                    config.style_layers, stylize.network(config), preprocessing,
+                                    tile_size=tile)
     loss_weights = stylize.loss_weights(config)
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
+    if tile is None:
+        value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
+    else:
+        value_and_grad = functools.partial(jax.jit(jax.value_and_grad(
+            lambda x, data: loss_fn(x, loss_weights, data)[0])), data=loss_fn.data)
     return params, preprocessing, content, style, value_and_grad
 
 
@@ -279,20 +288,28 @@ def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], r
     return result
 
 
-def memory_case(size: int, remat: bool, precision: str = "float32") -> dict:
-    """Compile and run one evaluation at ``size``; peak memory (runs in the worker process)."""
+def memory_case(size: int, remat: bool, precision: str = "float32", tile: int | None = None,
+                repeats: int = 0) -> dict:
+    """Compile and run one evaluation at ``size`` (tiled with ``tile`` px tiles, or not);
+    peak memory, and the median time of ``repeats`` more evaluations (runs in the worker
+    process)."""
     import jax
 
     from nst_jax import stylize
 
     config = stylize.Config(remat=remat, precision=precision)
-    _, _, content, _, value_and_grad = _evaluation(size, config)
+    _, _, content, _, value_and_grad = _evaluation(size, config, tile)
     x0 = np.asarray(stylize.white_noise(0, content.shape))
     start = time.perf_counter()
     value, _ = jax.block_until_ready(value_and_grad(x0))
     seconds = time.perf_counter() - start
-    return {"size": size, "remat": remat, "precision": precision, "first_evaluation_s": seconds,
-            "finite": bool(np.isfinite(value)), "memory": peak_memory_bytes()}
+    result = {"size": size, "remat": remat, "precision": precision, "tile": tile,
+              "first_evaluation_s": seconds, "finite": bool(np.isfinite(value)),
+              "value": float(value), "memory": peak_memory_bytes()}
+    if repeats:
+        result["s_per_evaluation"], result["evaluation_times"] = median_seconds(
+            lambda: value_and_grad(x0), repeats, warmup=0)
+    return result
 
 
 def parity_case(size: int) -> dict:
@@ -306,7 +323,138 @@ def parity_case(size: int) -> dict:
     return torch_baseline.parity(params, content, style, stylize.Config(), preprocessing)
 
 
-CASES = {"speed": speed_case, "memory": memory_case, "parity": parity_case}
+def quality_case(size: int, iterations: int, start_size: int | None = None,
+                 coarse_iterations: int = 100, seed: int = 0, chunk: int = 10,
+                 image: str | None = None) -> dict:
+    """One run of the bundled example at ``size`` (long side), single-scale or coarse to
+    fine from ``start_size`` (runs in the worker process): the eq. 7 loss at the last
+    scale against the wall time since the first scale began, compilation included.
+
+    ``curve`` has one point per chunk of the last scale (``s``, ``iteration``, ``loss``:
+    the lowest loss so far), and first the loss of the pixels the last scale starts
+    from (the coarse scales' result, upsampled; noise for a single scale), computed
+    with the clock stopped. ``cost`` counts every scale's loss+gradient evaluations in
+    evaluations at the last scale's size (an evaluation costs about its pixel count):
+    unlike the wall time, it does not depend on the load of a shared machine.
+    ``texture_period`` and ``high_frequency_share`` (:mod:`nst_jax.apps.controls`) say how
+    large the output's structures are and how much fine grain it has. ``image``: also
+    write the output there (PNG).
+    """
+    import jax
+
+    from nst_jax import coarse_to_fine, images, stylize
+    from nst_jax.apps import controls
+
+    config = stylize.Config(size=size, iterations=iterations, seed=seed, start_size=start_size,
+                            coarse_iterations=coarse_iterations)
+    inputs = stylize.load_inputs(config)
+    network = stylize.load_network(config, inputs.content, inputs.styles)
+    pixels = inputs.content.shape[0] * inputs.content.shape[1]
+    scales, curve, paused = [], [], 0.0
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    for scale, job in coarse_to_fine.stylizations(config, network, inputs=inputs):
+        began = time.perf_counter()
+        jax.block_until_ready(job.state)
+        if scale.last:  # the loss the last scale starts from, off the clock
+            stop = time.perf_counter()
+            curve.append({"s": stop - start - paused, "iteration": 0, "evaluations": 0,
+                          "loss": job.terms()[0]})
+            paused += time.perf_counter() - stop
+        first_chunk = None
+        while not job.done:
+            job.step(chunk)
+            jax.block_until_ready(job.state)
+            first_chunk = first_chunk or time.perf_counter() - began
+            if scale.last:
+                values = np.asarray(job.state.trace.value)[: int(job.state.iteration)]
+                curve.append({"s": time.perf_counter() - start - paused,
+                              "iteration": int(job.state.iteration),
+                              "evaluations": int(job.state.evaluations),
+                              "loss": float(np.nanmin(values))})
+        height, width = job.content.shape[:2]
+        scales.append({"size": scale.size, "shape": [height, width],
+                       "iterations": int(job.state.iteration),
+                       "evaluations": int(job.state.evaluations),
+                       "seconds": time.perf_counter() - began,
+                       "first_chunk_s": first_chunk,
+                       "cost": int(job.state.evaluations) * height * width / pixels})
+    seconds = time.perf_counter() - start - paused
+    saved, total, terms = job.saved()
+    output = np.asarray(saved, np.float32) / 255.0
+    if image:
+        images.save_png(image, output)
+    return {"size": size, "start_size": start_size, "coarse_iterations": coarse_iterations,
+            "iterations": iterations, "seed": seed, "seconds": seconds,
+            "cost": sum(s["cost"] for s in scales), "scales": scales, "curve": curve,
+            "final_loss": total, "final_content": terms.content, "final_style": terms.style,
+            "texture_period": controls.texture_period(output),
+            "high_frequency_share": controls.high_frequency_share(output),
+            "load_average": [load, os.getloadavg()[0]]}
+
+
+def quality_variants(starts: Sequence[int], coarse: Sequence[int], size: int
+                     ) -> list[dict]:
+    """Single scale, then coarse to fine from each start below ``size`` with each number of
+    coarse iterations."""
+    out = [{"start_size": None}]
+    out += [{"start_size": s, "coarse_iterations": c} for s in starts if s < size for c in coarse]
+    return out
+
+
+def quality_label(case: dict) -> str:
+    if case.get("start_size") is None:
+        return "single scale"
+    return f"from {case['start_size']} px, {case['coarse_iterations']} it./coarse scale"
+
+
+def lowest_within(curve: Sequence[dict], seconds: float) -> float:
+    """The lowest loss a curve had reached ``seconds`` into the run (NaN if none yet)."""
+    seen = [p["loss"] for p in curve if p["s"] <= seconds and p["iteration"] > 0]
+    return min(seen) if seen else float("nan")
+
+
+def time_to(curve: Sequence[dict], loss: float) -> float | None:
+    """Seconds until a curve first reached ``loss`` (None if it never did)."""
+    return next((p["s"] for p in curve if p["iteration"] > 0 and p["loss"] <= loss), None)
+
+
+def quality_markdown(cases: Sequence[dict]) -> list[str]:
+    """One table per size: each variant's final loss, its loss within fractions of the
+    single-scale run's time, and the time it took to reach the single-scale final loss."""
+    lines = []
+    for size in sorted({c["size"] for c in cases}):
+        group = [c for c in cases if c["size"] == size and "error" not in c]
+        failed = [c for c in cases if c["size"] == size and "error" in c]
+        single = next((c for c in group if c.get("start_size") is None), None)
+        budgets = [single["seconds"] * f for f in (0.25, 0.5, 1.0)] if single else []
+        title = (f"*Coarse to fine at {size} px (the bundled example, seed "
+                 f"{group[0]['seed'] if group else '-'}): eq. 7 loss at the last scale against "
+                 "the wall time from the first scale's start, compilation included.*")
+        header = (f"| variant | scales px | iterations | wall s | cost (evaluations at {size} px) "
+                  "| final loss (8-bit) | "
+                  + "".join(f"lowest loss by {b:.0f} s | " for b in budgets)
+                  + "s to the single scale's final loss | texture period px | high-frequency "
+                    "share |")
+        lines += ["", title, "", header,
+                  "|---|---|---|---|---|---|" + "---|" * len(budgets) + "---|---|---|"]
+        target = min(p["loss"] for p in single["curve"]) if single else None
+        for c in group:
+            reach = time_to(c["curve"], target) if target is not None else None
+            its = "+".join(str(s["iterations"]) for s in c["scales"])
+            lines.append(
+                f"| {quality_label(c)} | {','.join(str(s['size']) for s in c['scales'])} | {its} | "
+                f"{c['seconds']:.0f} | {c['cost']:.0f} | {c['final_loss']:.4g} | "
+                + "".join(f"{lowest_within(c['curve'], b):.4g} | " for b in budgets)
+                + (f"{reach:.0f} | " if reach is not None else "not reached | ")
+                + f"{c.get('texture_period', float('nan')):.1f} | "
+                  f"{c.get('high_frequency_share', float('nan')):.3f} |")
+        lines += [f"| {quality_label(c)} | failed: {c['error']} |" for c in failed]
+    return lines
+
+
+CASES = {"speed": speed_case, "memory": memory_case, "parity": parity_case,
+         "quality": quality_case}
 
 
 def worker(argv: Sequence[str]) -> int:
@@ -370,11 +518,16 @@ def run_benchmark(sizes: Sequence[int], backends: Sequence[str], checkpoints: Se
                   repeats: int, remat_sizes: Sequence[int], bfloat16_sizes: Sequence[int],
                   memory_sizes: Sequence[int], memory_limit_gb: float | None, parity_size: int | None,
                   timeout: float | None, log: Callable[[str], None] = print,
-                  save: Callable[[dict], None] = lambda results: None) -> dict:
+                  save: Callable[[dict], None] = lambda results: None,
+                  quality: dict | None = None, tiled: dict | None = None) -> dict:
     """Every case of the benchmark, each in its own process; the JSON-able results.
 
+    ``tiled``: ``{"sizes", "tile", "overhead_size"}``: one tiled evaluation's peak memory at
+    each size, and untiled against ``--tile-size auto``'s tile, timed, at ``overhead_size``.
+
     ``save(results)`` is called after every case, so an interrupted or partly
-    failed benchmark keeps what it measured.
+    failed benchmark keeps what it measured. ``quality``: the keywords of
+    :func:`run_quality` (coarse to fine against a single scale), or None.
     """
     started = time.time()
     results = {"machine": machine(), "command": sys.argv, "started": time.strftime(
@@ -415,9 +568,72 @@ def run_benchmark(sizes: Sequence[int], backends: Sequence[str], checkpoints: Se
     first = [b for b in backends if b != "torch"][:1]
     for size in bfloat16_sizes:
         speed(size, f", bfloat16, backends {','.join(first)}", backends=first, precision="bfloat16")
+    if tiled:
+        run_tiled(results, repeats=repeats, timeout=timeout, log=log, save=save, **tiled)
+    if quality:
+        run_quality(results, timeout=timeout, log=log, save=save, **quality)
     results["seconds"] = time.time() - started
     save(results)
     return results
+
+
+def run_quality(results: dict, sizes: Sequence[int], iterations: int, starts: Sequence[int],
+                coarse: Sequence[int], single_iterations: int | None = None, seed: int = 0,
+                images: str | None = None,
+                timeout: float | None = None, log: Callable[[str], None] = print,
+                save: Callable[[dict], None] = lambda results: None) -> None:
+    """Coarse to fine against a single scale at each of ``sizes`` (:func:`quality_case`, one
+    process per variant, all from ``seed``), into ``results["quality"]``; each variant's
+    output goes to ``images/quality_<size>_<variant>.png`` when ``images`` is a folder."""
+    results.setdefault("quality", [])
+    for size in sizes:
+        for variant in quality_variants(starts, coarse, size):
+            label = quality_label(variant)
+            log(f"quality at {size} px, {label} ...")
+            name = "single" if variant["start_size"] is None else (
+                f"from{variant['start_size']}_coarse{variant['coarse_iterations']}")
+            image = os.path.join(images, f"quality_{size}_{name}.png") if images else None
+            its = iterations if variant["start_size"] is not None else (
+                single_iterations or iterations)
+            case = run_in_subprocess("quality", timeout=timeout, size=size, iterations=its,
+                                     seed=seed, image=image, **variant)
+            results["quality"].append(case)
+            log(f"  failed: {case['error']}" if "error" in case else
+                f"  {case['seconds']:.0f} s, cost {case['cost']:.0f} evaluations, final loss "
+                f"{case['final_loss']:.4g}")
+            save(results)
+
+
+def run_tiled(results: dict, sizes: Sequence[int], tile: int, overhead_size: int | None,
+              repeats: int, timeout: float | None = None, log: Callable[[str], None] = print,
+              save: Callable[[dict], None] = lambda results: None) -> None:
+    """Tiled evaluations (:mod:`nst_jax.tiling`) into ``results["tiled"]``: peak memory at
+    ``sizes`` with ``tile`` px tiles; at ``overhead_size``, seconds per evaluation untiled
+    and with the tile ``--tile-size auto`` picks for an 8 GB budget, one after the other."""
+    from nst_jax import tiling
+
+    results.setdefault("tiled", [])
+    cases = [dict(size=size, tile=tile, repeats=0) for size in sizes]
+    if overhead_size:
+        auto = tiling.choose("auto", (overhead_size, overhead_size), None, budget=8e9).tile_size
+        cases += [dict(size=overhead_size, tile=t, repeats=repeats) for t in (None, auto)]
+    for case in cases:
+        log(f"tiled memory at {case['size']} px, tile {case['tile'] or 'none'} ...")
+        results["tiled"].append(run_in_subprocess("memory", timeout=timeout, remat=False, **case))
+        save(results)
+
+
+def tiled_markdown(cases: Sequence[dict]) -> list[str]:
+    lines = ["", "| size | tile px | peak RSS GiB | first evaluation s | s / evaluation |",
+             "|---|---|---|---|---|"]
+    for c in cases:
+        if "error" in c:
+            lines.append(f"| {c['size']} | {c.get('tile') or 'none'} | failed: {c['error']} | | |")
+            continue
+        timed = f"{c['s_per_evaluation']:.1f}" if "s_per_evaluation" in c else "-"
+        lines.append(f"| {c['size']} | {c['tile'] or 'none'} | {_gb(c['memory']['rss'])} | "
+                     f"{c['first_evaluation_s']:.1f} | {timed} |")
+    return lines
 
 
 def summary_line(case: dict) -> str:
@@ -445,6 +661,9 @@ def markdown(results: dict) -> str:
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']} ({m['device']}), "
              f"jax {m['jax']}; float32 matmul peak {peak:.0f} GFLOP/s "
              f"(best of jnp.dot and NumPy, {', '.join(results['matmul']['jax'])} squared).", ""]
+    if not results["speed"] and (results.get("quality") or results.get("tiled")):
+        extra = (quality_markdown(results["quality"])[1:] if results.get("quality") else [])
+        return "\n".join(lines + extra + tiled_markdown(results.get("tiled", []))) + "\n"
     speed = [c for c in results["speed"] if "error" not in c]
     lines += ["| size | precision | remat | compile s | s / evaluation | GFLOP / evaluation | "
               "GFLOP/s | of matmul peak (measured beside it) | torch s / evaluation | speed-up vs torch | peak RSS GiB (nst_jax) |",
@@ -507,6 +726,9 @@ def markdown(results: dict) -> str:
                   f"gradient {parity['gradient']:.1e} (largest relative differences)."]
     elif parity:
         lines += ["", f"Parity: {parity['error']}"]
+    lines += quality_markdown(results.get("quality", []))
+    if results.get("tiled"):
+        lines += tiled_markdown(results["tiled"])
     return "\n".join(lines) + "\n"
 
 
@@ -558,6 +780,27 @@ def main(argv=None) -> int:
                         "two --memory-sizes)")
     p.add_argument("--parity-size", type=int, default=64,
                    help="check nst_jax against the PyTorch baseline at this size (0: skip)")
+    p.add_argument("--quality-sizes", type=_ints, default=[],
+                   help="coarse to fine against a single scale at these long sides, px: the eq. 7 "
+                        "loss at that size against the wall time, every variant from the same "
+                        "seed (see README, Coarse to fine)")
+    p.add_argument("--quality-iterations", type=int, default=300,
+                   help="iterations at the full size, every variant (default: 300)")
+    p.add_argument("--quality-single-iterations", type=int, default=None,
+                   help="iterations of the single-scale run, so that its curve can cover the "
+                        "coarse-to-fine runs' whole time (default: --quality-iterations)")
+    p.add_argument("--quality-starts", type=_ints, default=[256, 362],
+                   help="--start-size of the coarse-to-fine variants, px (default: 256,362)")
+    p.add_argument("--quality-coarse-iterations", type=_ints, default=[50, 100],
+                   help="--coarse-iterations of the coarse-to-fine variants (default: 50,100)")
+    p.add_argument("--quality-images", default=None, metavar="DIR",
+                   help="also write each variant's output into this folder")
+    p.add_argument("--tiled-memory-sizes", type=_ints, default=[],
+                   help="peak memory of one tiled evaluation (--tile-size) at these sizes")
+    p.add_argument("--tile-size", type=int, default=512, help="tile side for --tiled-memory-sizes")
+    p.add_argument("--tile-overhead-size", type=int, default=None,
+                   help="time evaluations at this size untiled and with --tile-size auto's tile "
+                        "(for an 8 GB budget)")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per case")
     p.add_argument("--output", default="bench.json", help="JSON results")
     p.add_argument("--markdown", default=None, help="also write the tables here")
@@ -575,10 +818,34 @@ def run(args) -> int:
         raise NSTError(f"unknown backend(s) {', '.join(unknown)}; choose from "
                        f"{', '.join(optimize.OPTIMIZERS[:3])}, torch")
     every_size = args.sizes + args.remat_sizes + args.bfloat16_sizes + args.memory_sizes
-    if not args.sizes or min(every_size) < 32 or not args.checkpoints or min(args.checkpoints) < 1:
+    if (not args.sizes and not args.quality_sizes and not args.tiled_memory_sizes
+            and not args.tile_overhead_size) or min(every_size, default=32) < 32 or (
+            not args.checkpoints or min(args.checkpoints) < 1):
         raise NSTError("--sizes (and the other sizes) must be >= 32 px and --checkpoints >= 1")
+    quality = None
+    if args.quality_sizes:
+        if min(args.quality_sizes + args.quality_starts) < 32 or min(
+                args.quality_iterations, args.quality_single_iterations or 1) < 1 or (
+                not args.quality_coarse_iterations or min(args.quality_coarse_iterations) < 1):
+            raise NSTError("--quality-sizes and --quality-starts must be >= 32 px, and "
+                           "--quality-iterations and --quality-coarse-iterations >= 1")
+        if args.quality_images:
+            from nst_jax.files import check_writable_folder
+
+            check_writable_folder(args.quality_images)
+            args.quality_images = os.path.abspath(args.quality_images)
+        quality = {"sizes": args.quality_sizes, "iterations": args.quality_iterations,
+                   "single_iterations": args.quality_single_iterations,
+                   "starts": args.quality_starts, "coarse": args.quality_coarse_iterations,
+                   "images": args.quality_images}
     if args.repeats < 1:
         raise NSTError(f"--repeats must be >= 1, got {args.repeats}")
+    tiled = None
+    if args.tiled_memory_sizes or args.tile_overhead_size:
+        if min(args.tiled_memory_sizes + [args.tile_overhead_size or 64]) < 32 or args.tile_size < 64:
+            raise NSTError("--tiled-memory-sizes must be >= 32 px and --tile-size >= 64")
+        tiled = {"sizes": args.tiled_memory_sizes, "tile": args.tile_size,
+                 "overhead_size": args.tile_overhead_size}
     if args.memory_limit_gb and len(args.memory_sizes) < 2:
         raise NSTError("--memory-limit-gb needs at least two --memory-sizes")
     for path in (args.output, args.markdown):
@@ -595,7 +862,8 @@ def run(args) -> int:
     results = run_benchmark(args.sizes, backends, sorted(args.checkpoints), args.repeats,
                             args.remat_sizes, args.bfloat16_sizes, args.memory_sizes,
                             args.memory_limit_gb, args.parity_size, args.timeout,
-                            log=lambda m: print(m, file=sys.stderr, flush=True), save=save)
+                            log=lambda m: print(m, file=sys.stderr, flush=True), save=save,
+                            quality=quality, tiled=tiled)
     sys.stdout.write(markdown(results))
     return runner.ExitCode.OK
 

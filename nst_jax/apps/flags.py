@@ -107,6 +107,17 @@ def _path(text: str) -> str:
     return text
 
 
+def _tile(text: str) -> int | str:
+    """``auto`` or a whole number (checked by the config)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of px or auto, got {text!r}"
+                                         ) from None
+
+
 def _paths(text: str) -> tuple[str, ...]:
     names = tuple(_items(text))
     if not names:
@@ -120,7 +131,7 @@ METAVARS = {"int": "N", "float": "X", "path": "FILE", "paths": "FILE[,FILE...]",
 
 SINGLE: dict[str, Callable[[str], Any]] = {
     "int": _whole, "float": _real, "path": _path, "paths": _paths, "choice": str, "layers": _names,
-    "floats": _reals,
+    "floats": _reals, "tile": _tile,
 }
 
 

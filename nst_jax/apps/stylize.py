@@ -1,24 +1,31 @@
 """``python scripts/stylize.py`` / ``nst-stylize``: one style transfer from the command line.
 
 Its flags are :class:`nst_jax.config.Config`'s fields (:mod:`nst_jax.apps.flags`)
-plus ``--output``, ``--save-every`` and ``--quiet``. It reads the images and
-the weights, runs the optimisation with a progress line, and writes the best
-image as an 8-bit PNG (atomically) with the settings and the eq. 7 loss of
-exactly those pixels in its text chunks. Errors and Ctrl-C are handled by
-:mod:`nst_jax.apps.runner`.
+plus ``--output``, ``--bit-depth``, ``--save-every`` and ``--quiet``. It reads the
+images and the weights, runs the optimisation with a progress line, and writes the
+best image as an 8- or 16-bit PNG or TIFF with an sRGB ICC profile (atomically), with
+the settings and the eq. 7 loss of exactly those pixels in its metadata. Errors and
+Ctrl-C are handled by :mod:`nst_jax.apps.runner`.
+
+Long runs: with ``--start-size`` it runs coarse to fine (:mod:`nst_jax.coarse_to_fine`),
+one progress line per scale; ``--checkpoint-every``, ``--checkpoint`` and ``--resume``
+save the optimiser's state and continue from it (:mod:`nst_jax.checkpoint`), and a
+Ctrl-C then saves one too. Without those flags a run is what it was before them.
 """
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 import sys
 from typing import Sequence
 
-from nst_jax import __version__, images, stylize
+from nst_jax import __version__, checkpoint, coarse_to_fine, images, stylize, tiling
 from nst_jax.apps import runner
 from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, parse_and_run
 from nst_jax.apps.progress import LoopProgress
 from nst_jax.apps.runner import ExitCode
+from nst_jax.errors import one_line
 
 DEFAULT_OUTPUT = "stylized.png"
 # Iterations per compiled call between progress updates.
@@ -35,15 +42,22 @@ def build_parser() -> tuple[ArgumentParser, ConfigFlags]:
     flags = ConfigFlags(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--output", default=DEFAULT_OUTPUT,
-                     help=f"output PNG, written atomically (default: {DEFAULT_OUTPUT})")
+                     help=f"output image, written atomically with an sRGB ICC profile: .png, or "
+                          f".tif/.tiff (needs the tifffile package) (default: {DEFAULT_OUTPUT})")
+    out.add_argument("--bit-depth", type=int, choices=images.BIT_DEPTHS, default=8,
+                     help="bits per sample of the output: 16 keeps the optimiser's precision "
+                          "(no 8-bit banding in prints); the loss reported is of the pixels "
+                          "written at that depth (default: 8)")
     out.add_argument("--save-every", type=int, default=0, metavar="N",
-                     help="also save OUTPUT_iterNNNNN.png every N iterations (default: 0 = never)")
+                     help="also save OUTPUT_iterNNNNN.EXT (same format and depth) every N "
+                          "iterations (default: 0 = never)")
     out.add_argument("--quiet", action="store_true", help="print only the output path and errors")
+    add_long_run_flags(parser)
     return parser, flags
 
 
 def snapshot_path(output: pathlib.Path, iteration: int) -> pathlib.Path:
-    return output.with_name(f"{output.stem}_iter{iteration:05d}.png")
+    return output.with_name(f"{output.stem}_iter{iteration:05d}{output.suffix}")
 
 
 def png_metadata(config, arguments: dict, weights_info: dict, extra: dict) -> dict[str, str]:
@@ -68,80 +82,237 @@ def run(args, flags: ConfigFlags) -> int:
     if args.save_every < 0:
         raise UsageError(f"--save-every must be >= 0, got {args.save_every}")
     output = images.check_output_path(args.output)
+    checkpoints = Checkpoints(args, output)
+    if args.coarse_iterations is not None and config.start_size is None:
+        raise UsageError("--coarse-iterations needs --start-size (it is the iterations of each "
+                         "scale before the last)")
+    scales = coarse_to_fine.plan(config)  # every scale's style size checked before any work
     unchanged = (f"the existing {output} is unchanged" if output.exists()
                  else f"{output} was not written")
     log = runner.logger(args.quiet)
-    arguments = {**flags.given(args), "output": args.output, "save_every": args.save_every}
+    arguments = {**flags.given(args), "output": args.output, "save_every": args.save_every,
+                 **checkpoints.arguments}
 
     runner.phase("reading the images", unchanged)
     inputs = stylize.load_inputs(config)
     runner.phase("loading the weights")
     network = stylize.load_network(config, inputs.content, inputs.styles, log=log)
+    first = checkpoints.start(config, network.info, scales)  # a mismatch: refused before any work
     content = inputs.content
     styles = ", ".join(f"{path} ({s.shape[1]}x{s.shape[0]})" for path, s in zip(config.style,
                                                                               inputs.styles))
     log(f"content {config.content} ({content.shape[1]}x{content.shape[0]}), style {styles}, "
         f"{config.iterations} iterations of {config.optimizer}, alpha/beta = "
         f"{config.alpha / config.beta:.3g}")
+    if len(scales) > 1:
+        log(f"coarse to fine: {', '.join(str(s.size) for s in scales)} px, "
+            f"{config.coarse_iterations} iterations at each scale before the last")
+    if checkpoints.meta is not None:
+        log(f"resuming from {checkpoints.path} at {checkpoint.describe(checkpoints.meta)}")
     runner.phase("compiling")
-    job = stylize.prepare(content, inputs.styles, network.params, config, module=network.module,
-                          preprocessing=network.preprocessing, init_image=inputs.init,
-                          content_masks=inputs.content_masks, style_masks=inputs.style_masks)
+    ladder = coarse_to_fine.stylizations(config, network, first=first, inputs=inputs)
+    scale, job = next(ladder)
+    log_memory(log, scale, job)
+    checkpoints.restore(job)
 
     def save(path: pathlib.Path, extra: dict):
-        """Write the best image so far; return the loss of its 8-bit pixels and the terms."""
-        image, total, terms = job.saved()
+        """Write the best image so far at --bit-depth; return the loss of the pixels written
+        and the terms."""
+        image, total, terms = job.saved(args.bit_depth)
         losses = {"loss_total": total, "loss_content": terms.content, "loss_style": terms.style,
                   "loss_tv": terms.tv}
-        images.save_png(path, image, png_metadata(config, arguments, network.info,
-                                                  {**extra, **losses}))
+        meta = png_metadata(config, arguments, network.info,
+                            {**extra, **losses, "bit_depth": args.bit_depth})
+        images.save_image(path, image, meta, bits=args.bit_depth)
         return total, terms
 
     status = "completed"
     runner.phase("optimising")
-    with LoopProgress("stylizing", config.iterations,
-                      "loss {loss} (content {content}, style {style})", quiet=args.quiet) as bar:
-        try:
-            while not job.done:
-                iteration = int(job.state.iteration)
-                target = iteration + CHUNK
-                if args.save_every:  # end chunks on multiples of --save-every
-                    target = min(target, (iteration // args.save_every + 1) * args.save_every)
-                state = job.step(target - iteration)
-                iteration = int(state.iteration)
-                total, terms = job.latest()
-                bar.update(iteration, loss=f"{total:.4g}", content=f"{terms.content:.4g}",
-                           style=f"{terms.style:.4g}")
-                if args.save_every and iteration % args.save_every == 0 and not job.done:
-                    save(snapshot_path(output, iteration), {"status": "running",
-                                                            "iterations_done": iteration})
-                runner.check_interrupt()
-        except KeyboardInterrupt:
-            runner.interrupt_handled()
-            status = "interrupted"
+    try:
+        while True:
+            optimise_scale(job, scale, args, output, save, checkpoints)
+            if scale.last or bool(job.state.nonfinite):
+                break
+            checkpoints.save(scale, job)  # a resumed run need not do this scale again
+            scale, job = next(ladder)  # compiles the next scale
+            log_memory(log, scale, job)
+            runner.check_interrupt()
+    except KeyboardInterrupt:
+        runner.interrupt_handled()
+        status = "interrupted"
+    # Kept at the end too: Ctrl-C's, and a finished run's (--resume with more --iterations).
+    checkpointed = checkpoints.save(scale, job)
     if bool(job.state.nonfinite):
         status = "nonfinite"
     elif bool(job.state.converged) and status == "completed":
         status = "converged"
 
     iteration, evaluations = int(job.state.iteration), int(job.state.evaluations)
-    if status == "interrupted" and iteration == 0:
+    if status == "interrupted" and iteration == 0 and scale.index == 0:
         print(f"error: interrupted before the first iteration ended; {unchanged}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     runner.phase("saving the image" + (" of the interrupted run" if status == "interrupted" else ""))
     total, terms = save(output, {"status": status, "iterations_done": iteration,
-                                 "evaluations": evaluations})
+                                 "evaluations": evaluations, **scale_metadata(scale)})
     runner.phase("finishing", f"{output} was written")
     if status == "nonfinite":
-        print(f"error: the loss became non-finite at iteration {iteration}; stopped and saved the "
-              f"best image so far to {output}", file=sys.stderr)
+        where = f" of {scale.label()}" if scale.count > 1 else ""
+        print(f"error: the loss became non-finite at iteration {iteration}{where}; stopped and "
+              f"saved the best image so far to {output}", file=sys.stderr)
         return ExitCode.NONFINITE
     if status == "interrupted":
-        print(f"interrupted at iteration {iteration}/{config.iterations}; saved the best image so "
-              f"far to {output}", file=sys.stderr)
+        where = f"{scale.label()}, " if scale.count > 1 else ""
+        height, width = job.content.shape[:2]
+        size = f" ({width}x{height} px)" if not scale.last else ""
+        resume = f"; --resume continues from {checkpoints.path}" if checkpointed else ""
+        print(f"interrupted at {where}iteration {iteration}/{scale.config.iterations}; saved the "
+              f"best image so far{size} to {output}{resume}", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    log(f"saved image (8-bit): loss {total:.4g} (content {terms.content:.4g}, style "
+    log(f"saved image ({args.bit_depth}-bit): loss {total:.4g} (content {terms.content:.4g}, style "
         f"{terms.style:.4g}) after {iteration} iterations"
         f"{' (converged)' if status == 'converged' else ''}, {evaluations} evaluations")
     print(f"wrote {output}")
     return ExitCode.OK
+
+
+# --- long runs: coarse to fine and checkpoints ----------------------------------------------
+
+
+def add_long_run_flags(parser: ArgumentParser) -> None:
+    """``--checkpoint-every``, ``--checkpoint`` and ``--resume`` (``--start-size`` and
+    ``--coarse-iterations`` are Config fields, with the other flags)."""
+    group = parser.add_argument_group("long runs")
+    group.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                       help="save the optimiser's state every N iterations of each scale, at the "
+                            "end of each scale and on Ctrl-C, for --resume (default: 0 = never)")
+    group.add_argument("--checkpoint", default=None, metavar="DIR",
+                       help="the checkpoint folder (default: OUTPUT with .ckpt for its suffix, "
+                            "e.g. stylized.ckpt)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run saved in the checkpoint folder, with the same "
+                            "settings (--iterations may grow); Ctrl-C then saves a checkpoint too")
+
+
+def scale_metadata(scale: coarse_to_fine.Scale) -> dict:
+    """The output's metadata about its scale: nothing for a single-scale run."""
+    return {} if scale.count == 1 else {"scale": f"{scale.index + 1}/{scale.count}"}
+
+
+def scale_snapshot_path(output: pathlib.Path, scale: coarse_to_fine.Scale,
+                        iteration: int) -> pathlib.Path:
+    """``--save-every``'s file: :func:`snapshot_path`, with the scale in the name when there
+    are several (``out_scale2_iter00040.png``)."""
+    path = snapshot_path(output, iteration)
+    return path if scale.count == 1 else path.with_name(
+        f"{output.stem}_scale{scale.index + 1}_{path.name[len(output.stem) + 1:]}")
+
+
+class Checkpoints:
+    """``--checkpoint-every``, ``--checkpoint`` and ``--resume`` of one run (see
+    :mod:`nst_jax.checkpoint`). Everything that can be refused is refused here or in
+    :meth:`start`, before the optimisation."""
+
+    def __init__(self, args, output: pathlib.Path):
+        self.every = args.checkpoint_every
+        if self.every < 0:
+            raise UsageError(f"--checkpoint-every must be >= 0, got {self.every}")
+        self.on = self.every > 0 or args.resume
+        if args.checkpoint is not None and not self.on:
+            raise UsageError("--checkpoint needs --checkpoint-every N or --resume")
+        self.path = pathlib.Path(args.checkpoint or checkpoint.default_path(output)).expanduser()
+        self.resume, self.meta, self.fingerprint, self.scales = args.resume, None, None, ()
+        self.saved_step = None
+        self.arguments = ({} if not self.on else
+                          {"checkpoint_every": self.every, "resume": self.resume})
+        if not self.on:
+            return
+        # orbax logs its errors with tracebacks through absl; ours are one line (save()).
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
+        self.meta = checkpoint.read(self.path)
+        if self.resume and self.meta is None:
+            raise UsageError(f"--resume: there is no checkpoint in {self.path}; start without "
+                             "--resume (with --checkpoint-every N to make one)")
+        if not self.resume and self.meta is not None:
+            raise UsageError(f"{self.path} already holds a checkpoint "
+                             f"({checkpoint.describe(self.meta)}); continue it with --resume, or "
+                             "remove it to start over")
+        checkpoint.check_folder(self.path)
+
+    def start(self, config, weights_info: dict, scales) -> int:
+        """Check a checkpoint to resume against this run; the scale to begin with."""
+        self.scales = scales
+        if not self.on:
+            return 0
+        self.fingerprint = checkpoint.fingerprint(config, weights_info)
+        if self.meta is None:
+            return 0
+        checkpoint.check_fingerprint(self.meta["fingerprint"], self.fingerprint, self.path)
+        position = self.meta["position"]
+        if position["scale"] == len(scales) - 1 and position["iteration"] > config.iterations:
+            raise UsageError(f"--iterations {config.iterations} is fewer than the "
+                             f"{position['iteration']} the checkpoint in {self.path} has done; "
+                             f"give at least {position['iteration']}")
+        self.saved_step = self.meta["step"]
+        return position["scale"]
+
+    def restore(self, job: stylize.Stylization) -> None:
+        if self.meta is not None:
+            job.state = checkpoint.restore(self.path, job.state, self.meta)
+
+    def save(self, scale: coarse_to_fine.Scale, job: stylize.Stylization) -> bool:
+        """Save ``job``'s state (once per step); a failure is a warning, and the run goes on."""
+        if not self.on or bool(job.state.nonfinite):
+            return False
+        iteration = int(job.state.iteration)
+        step = sum(s.config.iterations for s in self.scales[:scale.index]) + iteration
+        if step == self.saved_step:
+            return True
+        if step == 0:  # nothing done yet: nothing to keep
+            return False
+        position = {"scale": scale.index, "scales": scale.count, "size": scale.size,
+                    "iteration": iteration, "shape": list(job.state.pixels.shape)}
+        try:
+            checkpoint.save(self.path, step, job.state, self.fingerprint, position)
+        except Exception as e:  # noqa: BLE001 - orbax's errors vary; none should end the run
+            print(f"warning: could not save a checkpoint in {self.path} ({one_line(e)[:200]}); "
+                  "the run goes on", file=sys.stderr)
+            return False
+        self.saved_step = step
+        return True
+
+
+def log_memory(log, scale: coarse_to_fine.Scale, job: stylize.Stylization) -> None:
+    """Say how a scale is tiled (``--tile-size``) and what ``auto`` chose, and why."""
+    if job.memory is None or (job.tiles is None and job.config.tile_size is None):
+        return
+    where = "" if scale.count == 1 else f" at {scale.label()}"
+    tiles = "untiled" if job.tiles is None else f"tiles: {tiling.describe(job.tiles)}"
+    why = "" if job.memory.why == "as asked" else f" ({job.memory.why})"
+    log(f"{tiles}{where}, L-BFGS history {job.memory.lbfgs_memory}; about "
+        f"{job.memory.bytes / 1e9:.1f} GB{why}")
+
+
+def optimise_scale(job: stylize.Stylization, scale: coarse_to_fine.Scale, args,
+                   output: pathlib.Path, save, checkpoints: Checkpoints) -> None:
+    """Run one scale to its end with its progress line, ``--save-every`` snapshots and
+    checkpoints. A Ctrl-C is raised as ``KeyboardInterrupt`` after a chunk."""
+    description = "stylizing" if scale.count == 1 else f"stylizing ({scale.label()})"
+    with LoopProgress(description, scale.config.iterations,
+                      "loss {loss} (content {content}, style {style})", quiet=args.quiet) as bar:
+        while not job.done:
+            iteration = int(job.state.iteration)
+            target = iteration + CHUNK
+            for every in (args.save_every, checkpoints.every):  # end chunks on their multiples
+                if every:
+                    target = min(target, (iteration // every + 1) * every)
+            state = job.step(target - iteration)
+            iteration = int(state.iteration)
+            total, terms = job.latest()
+            bar.update(iteration, loss=f"{total:.4g}", content=f"{terms.content:.4g}",
+                       style=f"{terms.style:.4g}")
+            if args.save_every and iteration % args.save_every == 0 and not job.done:
+                save(scale_snapshot_path(output, scale, iteration),
+                     {"status": "running", "iterations_done": iteration, **scale_metadata(scale)})
+            if checkpoints.every and iteration % checkpoints.every == 0 and not job.done:
+                checkpoints.save(scale, job)
+            runner.check_interrupt()

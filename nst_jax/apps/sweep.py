@@ -71,10 +71,24 @@ def check_batch_size(batch_size: int) -> None:
         raise UsageError(f"--batch-size must be >= 0, got {batch_size}")
 
 
+# Config fields of a single run that a sweep does not do (one compiled program per grid).
+SINGLE_RUN_FIELDS = {"start_size": "coarse to fine", "coarse_iterations": "coarse to fine"}
+
+
+def refuse_single_run_fields(args, flags: ConfigFlags) -> None:
+    """A :class:`UsageError` for a flag of :data:`SINGLE_RUN_FIELDS` the user gave."""
+    for name, what in SINGLE_RUN_FIELDS.items():
+        if getattr(args, name, None) is not None:
+            raise flags.usage_error(ConfigError(
+                name, f"is for scripts/stylize.py: a sweep runs every point at one size, without "
+                      f"{what}"))
+
+
 def make_grid(args, flags: ConfigFlags):
     """The :class:`nst_jax.sweep.Grid` the flags describe (every point checked)."""
     from nst_jax.sweep import Grid
 
+    refuse_single_run_fields(args, flags)
     base = flags.config(args)
     try:
         return Grid.product(base, **flags.axis_values(args))
