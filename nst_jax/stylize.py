@@ -152,45 +152,33 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
     """
     styles = as_style_list(style)
     style_masks = list(style_masks) if style_masks is not None else [None] * len(styles)
-    if tile_size is not None:
-        return _tiled_targets(network, content, styles, style_masks, content_masks,
-                              tuple(content_layers), tuple(style_layers), tile_size)
-    content_features = features_fn(content)
-    grams = []
-    for k, (image, mask) in enumerate(zip(styles, style_masks)):
-        features = features_fn(image)
-        if mask is None:
-            grams.append({l: guided_gram_matrix(features[l], jnp.ones(features[l].shape[:2]))
-                          for l in style_layers})
-            continue
-        layer_masks = propagate_masks(np.asarray(mask)[None], style_layers)
-        _check_regions(layer_masks, f"the style mask of style image {k + 1}, region")
-        grams.append({l: guided_gram_matrix(features[l], layer_masks[l][0]) for l in style_layers})
-    masks = None
-    if content_masks is not None:
-        masks = propagate_masks(content_masks, style_layers)
-        _check_regions(masks, "content mask")
-    return Targets(content={l: content_features[l] for l in content_layers},
-                   style={l: jnp.stack([g[l] for g in grams]) for l in style_layers}, masks=masks)
+    if tile_size is None:
+        content_features = features_fn(content)
 
+        def grams_of(image, layer_masks):
+            features = features_fn(image)
+            return {l: guided_gram_matrix(features[l], jnp.ones(features[l].shape[:2])
+                                          if layer_masks is None else layer_masks[l][0])
+                    for l in style_layers}
+    else:
+        params, module, preprocessing = network
+        content_features = tiling.tiled_features(params, module, preprocessing, content,
+                                                 content_layers, (), None, tile_size)[0]
 
-def _tiled_targets(network: tuple, content, styles: list, style_masks: list, content_masks,
-                   content_layers: tuple, style_layers: tuple, tile_size: int) -> Targets:
-    """:func:`compute_targets`, each image evaluated tile by tile."""
-    params, module, preprocessing = network
-    content_features = tiling.tiled_features(params, module, preprocessing, content,
-                                             content_layers, (), None, tile_size)[0]
+        def grams_of(image, layer_masks):
+            sums = tiling.tiled_features(params, module, preprocessing, image, (), style_layers,
+                                         layer_masks, tile_size)[1]
+            return {l: sums[l][0] / (np.prod(tiling.layer_size(np.shape(image)[:2], l))
+                                     if layer_masks is None
+                                     else layer_masks[l][0].sum(dtype=np.float32))
+                    for l in style_layers}
     grams = []
     for k, (image, mask) in enumerate(zip(styles, style_masks)):
         layer_masks = None
         if mask is not None:
             layer_masks = propagate_masks(np.asarray(mask)[None], style_layers)
             _check_regions(layer_masks, f"the style mask of style image {k + 1}, region")
-        sums = tiling.tiled_features(params, module, preprocessing, image, (), style_layers,
-                                     layer_masks, tile_size)[1]
-        areas = {l: (np.prod(tiling.layer_size(np.shape(image)[:2], l)) if layer_masks is None
-                     else layer_masks[l][0].sum(dtype=np.float32)) for l in style_layers}
-        grams.append({l: sums[l][0] / areas[l] for l in style_layers})
+        grams.append(grams_of(image, layer_masks))
     masks = None
     if content_masks is not None:
         masks = propagate_masks(content_masks, style_layers)

@@ -717,7 +717,7 @@ def choose(tile_size: int | str | None, shape: tuple[int, int], lbfgs_memory: in
         for m in histories:
             for tile in tiles:
                 if (tile >= PREFERRED_TILE) == wide and estimate_bytes(shape, tile, m) <= budget:
-                    cut = f", L-BFGS history {m} (of {memory})" if m < memory else ""
+                    cut = f", the L-BFGS history cut from {memory}" if m < memory else ""
                     return Choice(tile, m, estimate_bytes(shape, tile, m),
                                   f"the largest tile that fits in {gb}{cut}")
     need = estimate_bytes(shape, MIN_TILE, histories[-1])

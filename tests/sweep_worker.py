@@ -7,7 +7,6 @@ the final state lies (process 0 to OUT.npz, process I to OUT.npz.I.npz).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -32,19 +31,15 @@ def pictures():
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
+    from tests.workers import join, parser
+
+    p = parser()
     p.add_argument("--devices", type=int, action="append")
-    p.add_argument("--coordinator")
-    p.add_argument("--num-processes", type=int)
-    p.add_argument("--process-id", type=int)
     args = p.parse_args()
+    join(args)
+    import jax
 
     from nst_jax import sweep
-
-    if args.coordinator:
-        sweep.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    import jax
     import numpy as np
     from jax.sharding import Mesh
 

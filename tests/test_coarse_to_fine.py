@@ -192,7 +192,8 @@ def test_luminance_and_regions_at_every_scale(files, network):
     assert chroma.mean() < 0.01 and np.asarray(colors.rgb_to_yiq(out))[..., 1:].std() > 0.05
 
 
-@pytest.mark.parametrize("flag", [["--start-size", "32"], ["--coarse-iterations", "5"]])
+@pytest.mark.parametrize("flag", [["--start-size", "32"], ["--coarse-iterations", "5"],
+                                  ["--tile-size", "64"]])
 def test_a_sweep_refuses_coarse_to_fine_in_one_line(flag, tmp_path, capsys):
     from nst_jax.apps import runner
     from tests.test_cli import assert_one_line_error

@@ -1,9 +1,5 @@
 """Sweeps: a grid of style transfers is one compiled vmap, equal to the runs done alone."""
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +7,7 @@ import pytest
 from nst_jax import stylize, sweep
 from nst_jax.errors import NSTError
 from nst_jax.stylize import Config
-from tests.conftest import REPO
+from tests import workers
 from tests.sweep_worker import grid as worker_grid
 from tests.sweep_worker import pictures as worker_pictures
 
@@ -209,21 +205,13 @@ def test_all_backends_run_under_the_sweep(tiny_vgg, tiny_params, pictures):
         np.testing.assert_allclose(r.trace, job.state.trace.value, rtol=RTOL_ALONE, err_msg=method)
 
 
-def _worker(*args, env_extra=None, timeout=300):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "tests.sweep_worker", *map(str, args)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def _finish(process, timeout=300):
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-3000:]
+def _worker(*args, env_extra=None):
+    return workers.spawn("tests.sweep_worker", *args, env_extra=env_extra)
 
 
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
     out = tmp_path / "w.npz"
-    _finish(_worker(out, "--devices", 1, "--devices", 4,
+    workers.finish(_worker(out, "--devices", 1, "--devices", 4,
                     env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
     data = np.load(out)
     np.testing.assert_allclose(data["images_4"], data["images_1"], rtol=1e-5, atol=1e-6)
@@ -235,21 +223,15 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
     assert all(s["equal"] for s in shards)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_run_one_sharded_sweep(tmp_path, tiny_vgg, tiny_params):
     out = tmp_path / "w.npz"
-    address = f"127.0.0.1:{_free_port()}"
-    workers = [_worker(out, "--devices", 4, "--coordinator", address, "--num-processes", 2,
+    address = workers.local_address()
+    processes = [_worker(out, "--devices", 4, "--coordinator", address, "--num-processes", 2,
                        "--process-id", i,
                        env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
                for i in (0, 1)]
-    for w in workers:
-        _finish(w)
+    for process in processes:
+        workers.finish(process)
     data, other = np.load(out), np.load(f"{out}.1.npz")
     assert int(data["process_count"]) == 2
     # Each process holds the two quarters on its own two devices.

@@ -2,11 +2,6 @@
 untiled network, in bounded memory, on one device or spread over several."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +11,8 @@ from nst_jax import stylize, tiling
 from nst_jax.config import Config
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE, VGG, VGG19_BLOCKS
-from tests.conftest import REPO, TINY_BLOCKS
+from tests import workers
+from tests.conftest import TINY_BLOCKS
 from tests.tiling_worker import evaluate as worker_evaluate
 
 RTOL = 1e-4  # the issue's bar; float32 sums in another order agree to about 1e-6
@@ -143,15 +139,7 @@ def test_auto_tiles_only_what_does_not_fit_and_says_why():
 
 
 def _worker(*args, env_extra=None):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "tests.tiling_worker", *map(str, args)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def _finish(process, timeout=300):
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-3000:]
+    return workers.spawn("tests.tiling_worker", *args, env_extra=env_extra)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +157,7 @@ def _assert_same(data, expected):
 
 def test_one_image_over_four_devices_equals_one_device(tmp_path, one_device):
     out = tmp_path / "w.npz"
-    _finish(_worker(out, env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
+    workers.finish(_worker(out, env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
     data = np.load(out)
     assert int(data["devices"]) == 4
     _assert_same(data, one_device)
@@ -177,14 +165,12 @@ def test_one_image_over_four_devices_equals_one_device(tmp_path, one_device):
 
 def test_one_image_over_two_processes_equals_one_device(tmp_path, one_device):
     out = tmp_path / "w.npz"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    workers = [_worker(out, "--coordinator", address, "--num-processes", 2, "--process-id", i,
+    address = workers.local_address()
+    processes = [_worker(out, "--coordinator", address, "--num-processes", 2, "--process-id", i,
                        env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
                for i in (0, 1)]
-    for w in workers:
-        _finish(w)
+    for process in processes:
+        workers.finish(process)
     for path in (out, f"{out}.1.npz"):
         data = np.load(path)
         assert int(data["processes"]) == 2 and int(data["devices"]) == 4

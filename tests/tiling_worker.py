@@ -7,7 +7,6 @@ its terms and the gradient (process 0 to OUT.npz, process I to OUT.npz.I.npz).
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -61,18 +60,12 @@ def evaluate(mesh=None, tile: int | None = TILE):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
+    from tests.workers import join, parser
+
+    p = parser()
     p.add_argument("--devices", type=int)
-    p.add_argument("--coordinator")
-    p.add_argument("--num-processes", type=int)
-    p.add_argument("--process-id", type=int)
     args = p.parse_args()
-
-    from nst_jax import sweep
-
-    if args.coordinator:
-        sweep.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    join(args)
     import jax
     import numpy as np
     from jax.sharding import Mesh

@@ -72,7 +72,8 @@ def check_batch_size(batch_size: int) -> None:
 
 
 # Config fields of a single run that a sweep does not do (one compiled program per grid).
-SINGLE_RUN_FIELDS = {"start_size": "coarse to fine", "coarse_iterations": "coarse to fine"}
+SINGLE_RUN_FIELDS = {"start_size": "coarse to fine", "coarse_iterations": "coarse to fine",
+                     "tile_size": "tiles"}
 
 
 def refuse_single_run_fields(args, flags: ConfigFlags) -> None:
