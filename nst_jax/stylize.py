@@ -94,11 +94,6 @@ def as_style_list(style: np.ndarray | Sequence[np.ndarray]) -> list:
     return [style] if getattr(style, "ndim", None) == 3 else list(style)
 
 
-def _block(layer: str) -> int:
-    """``conv3_1`` -> 3: the layer's block, after ``block - 1`` 2x2 poolings."""
-    return int(layer[len("conv"):].split("_")[0])
-
-
 def propagate_masks(masks: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
     """Region masks at each layer's resolution: ``(R, H, W)`` -> ``{layer: (R, h, w)}``.
 
@@ -114,8 +109,8 @@ def propagate_masks(masks: np.ndarray, layers: Sequence[str]) -> dict[str, np.nd
     """
     masks = np.asarray(masks, np.float32)
     out, pooled, done = {}, masks, 1
-    for layer in sorted(dict.fromkeys(layers), key=_block):
-        while done < _block(layer):
+    for layer in sorted(dict.fromkeys(layers), key=tiling.block_of):
+        while done < tiling.block_of(layer):
             r, h, w = pooled.shape
             pooled = pooled[:, : h // 2 * 2, : w // 2 * 2].reshape(r, h // 2, 2, w // 2, 2).mean(
                 axis=(2, 4), dtype=np.float32)

@@ -65,7 +65,7 @@ DEEP_TILE_FACTOR = 2
 
 
 def block_of(layer: str) -> int:
-    """``conv3_1`` -> 3."""
+    """``conv3_1`` -> 3: the layer's block, after ``block - 1`` 2x2 poolings."""
     return int(layer[len("conv"):].split("_")[0])
 
 
