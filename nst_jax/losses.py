@@ -17,7 +17,7 @@ and compiles once.
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -315,3 +315,30 @@ def total_loss(features: Mapping[str, jax.Array], image: jax.Array, targets: Tar
     tv = total_variation(image)
     total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
     return total, LossTerms(content, style, tv)
+
+
+class Loss:
+    """Eq. 7 of the pixels with its data apart: ``loss(pixels, weights, data=None)``.
+
+    ``fn(pixels, weights, data)`` is the loss. ``data`` holds the network's variables
+    (params and :func:`nst_jax.vgg.ready_kernels`) and the :class:`Targets`, as host
+    arrays (a :class:`nst_jax.tiling.TiledLoss`: the kernels and its tiles' targets).
+
+    Called without ``data`` the loss uses its own, which a jitted caller then embeds
+    as compile-time constants (:class:`nst_jax.sweep.Sweeper` does, so that every
+    process of a multi-process sweep embeds the same values).
+    :func:`nst_jax.stylize.prepare` passes :attr:`data` as an *argument* of its compiled
+    functions instead: they then do not depend on the images, so a second image pair
+    of the same size reuses them, JAX's persistent compilation cache serves them to a
+    new process, and they compile faster (README, Performance).
+
+    ``fn`` is shared by every untiled loss of the same network and layers
+    (:func:`nst_jax.stylize.untiled_loss`), and so are the compiled functions keyed by
+    it. ``plan`` is the tiling (:class:`nst_jax.tiling.Plan`; None: untiled).
+    """
+
+    def __init__(self, fn: Callable, data, plan=None):
+        self.fn, self.data, self.plan = fn, data, plan
+
+    def __call__(self, pixels, weights, data=None):
+        return self.fn(pixels, weights, self.data if data is None else data)

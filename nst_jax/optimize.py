@@ -228,10 +228,18 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
         return direction, jnp.vdot(grad, direction), memory
 
     def line_search_start(x, value, grad, aux, memory):
+        fresh = memory.count == 0  # no curvature pairs yet: the first iteration, or a restart
         direction, slope, memory = direction_from(grad, memory, x)
         zero = jnp.zeros((), value.dtype)
+        # Without curvature pairs the direction is about one unit long, which on a loss of
+        # 1e10 is a tiny step: the search would double it, one evaluation each, six to eight
+        # times. It starts instead where the line's linear model reaches zero, |f| / |f'|
+        # (at least 1); should that overshoot, one quadratic interpolation comes back.
+        guess = jnp.abs(value) / jnp.maximum(-slope, jnp.finfo(value.dtype).tiny)
+        guess = jnp.where(jnp.isfinite(guess), jnp.clip(guess, 1.0, max_step), 1.0)
+        step = jnp.where(fresh, guess, jnp.ones((), value.dtype)).astype(value.dtype)
         return dict(value=value, grad=grad, aux=aux, direction=direction, slope=slope,
-                    step=jnp.ones((), value.dtype), lo=zero, lo_value=value, lo_slope=slope,
+                    step=step, lo=zero, lo_value=value, lo_slope=slope,
                     lo_grad=grad, lo_aux=aux, hi=jnp.asarray(jnp.inf, value.dtype),
                     hi_value=jnp.asarray(jnp.inf, value.dtype), trials=jnp.int32(0),
                     memory=memory)

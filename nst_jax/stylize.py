@@ -26,8 +26,9 @@ from nst_jax import colors, images, optimize, tiling, weights
 from nst_jax.config import (  # noqa: F401
     CONTENT_LAYERS, DEFAULT_LBFGS_MEMORY, INITS, STYLE_LAYERS, Config, ConfigError)
 from nst_jax.errors import NSTError
-from nst_jax.losses import LossTerms, LossWeights, Targets, guided_gram_matrix, total_loss
-from nst_jax.vgg import CAFFE, VGG, VGG19, Preprocessing, layer_names, normalize_params, preprocess
+from nst_jax.losses import Loss, LossTerms, LossWeights, Targets, guided_gram_matrix, total_loss
+from nst_jax.vgg import (CAFFE, VGG, VGG19, Preprocessing, layer_names, normalize_params, preprocess,
+                         ready_kernels)
 
 # The box the pixels live in: RGB in [0, 1].
 PIXEL_BOUNDS = (0.0, 1.0)
@@ -127,6 +128,14 @@ def _check_regions(masks: dict[str, np.ndarray], what: str) -> None:
                                f"positions): make the region larger or the image bigger")
 
 
+@jax.jit
+def _grams(features: dict, masks: dict | None) -> dict:
+    """``{layer: Â^l}`` of ``{layer: (h, w, C)}`` (over ``masks[layer]`` when given), in one
+    compiled call rather than an eager operation each (each compiles a program of its own)."""
+    return {l: guided_gram_matrix(f, jnp.ones(f.shape[:2]) if masks is None else masks[l])
+            for l, f in features.items()}
+
+
 def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Array | Sequence[jax.Array],
                     content_layers: Sequence[str], style_layers: Sequence[str], *,
                     style_masks: Sequence[np.ndarray | None] | None = None,
@@ -152,9 +161,9 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
 
         def grams_of(image, layer_masks):
             features = features_fn(image)
-            return {l: guided_gram_matrix(features[l], jnp.ones(features[l].shape[:2])
-                                          if layer_masks is None else layer_masks[l][0])
-                    for l in style_layers}
+            return _grams({l: features[l] for l in style_layers},
+                          None if layer_masks is None else {l: layer_masks[l][0]
+                                                            for l in style_layers})
     else:
         params, module, preprocessing = network
         content_features = tiling.tiled_features(params, module, preprocessing, content,
@@ -192,40 +201,85 @@ def make_loss_fn(features_fn: FeaturesFn, targets: Targets
     return loss
 
 
+@functools.lru_cache(maxsize=32)
+def untiled_loss(module: VGG, preprocessing: Preprocessing, content_layers: tuple[str, ...],
+                 style_layers: tuple[str, ...]) -> Callable:
+    """``fn(pixels, weights, (variables, targets)) -> (total, LossTerms)``: eq. 7 through
+    ``module``; one function per network and layers (cached), so that compiled callers
+    keyed by it are shared."""
+    layers = tuple(content_layers) + tuple(style_layers)
+
+    def fn(pixels, weights, data):
+        variables, targets = data
+        features_fn = make_features_fn(variables, layers, module, preprocessing)
+        return total_loss(features_fn(pixels), pixels, targets, weights)
+
+    return fn
+
+
+@functools.lru_cache(maxsize=32)
+def _features_program(module: VGG, preprocessing: Preprocessing, layers: tuple[str, ...]):
+    """Jitted ``(variables, rgb) -> {layer: activations}`` (the variables an argument:
+    one compilation per image shape, whatever the weights and images)."""
+    return jax.jit(lambda variables, rgb: make_features_fn(variables, layers, module,
+                                                           preprocessing)(rgb))
+
+
 def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.ndarray],
                   content_layers: Sequence[str], style_layers: Sequence[str], module: VGG,
                   preprocessing: Preprocessing = CAFFE, *,
                   style_masks: Sequence[np.ndarray | None] | None = None,
                   content_masks: np.ndarray | None = None, tile_size: int | None = None,
-                  mesh: jax.sharding.Mesh | None = None
-                  ) -> Callable[[jax.Array, LossWeights], tuple[jax.Array, LossTerms]]:
+                  mesh: jax.sharding.Mesh | None = None) -> Loss:
     """Eq. 7 of the pixels for this content and style(s): computes the targets once
-    (see :func:`compute_targets` for the styles and masks).
+    (see :func:`compute_targets` for the styles and masks); a :class:`Loss`.
 
     With ``tile_size`` (px) the loss is evaluated tile by tile, the same values in
     memory bounded by the tile (:func:`nst_jax.tiling.make_tiled_loss`; ``mesh``
     spreads the tiles over its devices).
 
-    The weights and the targets are host (NumPy) arrays, so a function that
-    closes over the loss embeds them as compile-time constants: XLA folds the
-    kernels' layout changes into them (as arguments, one loss+gradient
-    evaluation at 64 px took 0.14 s instead of 0.09 s), and every process of a
-    multi-process run embeds the same values.
+    The weights and the targets are host (NumPy) arrays in the loss's ``data``.
     """
     params = jax.tree_util.tree_map(np.asarray, params)
-    features_fn = make_features_fn(params, tuple(content_layers) + tuple(style_layers), module,
-                                   preprocessing)
+    content_layers, style_layers = tuple(content_layers), tuple(style_layers)
+    variables = {**params, **ready_kernels(params)}
+    features_fn = functools.partial(
+        _features_program(module, preprocessing, content_layers + style_layers),
+        jax.device_put(variables))  # on the device once, for the two or three calls
     styles = as_style_list(style)
-    targets = compute_targets(jax.jit(features_fn), np.asarray(content, np.float32),
-                              [np.asarray(s, np.float32) for s in styles], tuple(content_layers),
-                              tuple(style_layers), style_masks=style_masks,
+    targets = compute_targets(features_fn, np.asarray(content, np.float32),
+                              [np.asarray(s, np.float32) for s in styles], content_layers,
+                              style_layers, style_masks=style_masks,
                               content_masks=content_masks, tile_size=tile_size,
                               network=(params, module, preprocessing))
     targets = jax.tree_util.tree_map(np.asarray, targets)
     if tile_size is not None:
         return tiling.make_tiled_loss(params, module, preprocessing, targets, content_layers,
                                       style_layers, np.shape(content)[:2], tile_size, mesh=mesh)
-    return make_loss_fn(features_fn, targets)
+    return Loss(untiled_loss(module, preprocessing, content_layers, style_layers),
+                (variables, targets))
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_programs(fn: Callable, settings: optimize.Settings, iterations: int):
+    """The compiled functions of a run of the loss ``fn`` (:attr:`Loss.fn`), its data an
+    argument: ``start(x0, weights, data)``, ``run(state, num_steps, weights, data)`` (the
+    state donated) and ``terms(pixels, weights, data)``. Cached, so that every run with
+    the same loss function, settings and iterations shares them: a second image pair of
+    the same size traces and compiles nothing."""
+
+    def start(x0, weights, data):
+        fun = lambda x: fn(x, weights, data)  # noqa: E731
+        return optimize.init(optimize.make_solver(fun, settings), fun, x0, iterations)
+
+    def run(state, num_steps, weights, data):
+        fun = lambda x: fn(x, weights, data)  # noqa: E731
+        return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
+                            settings.tolerance)
+
+    # The state is donated: XLA reuses its buffers (the L-BFGS history is 2 image-sized
+    # vectors per step) instead of holding old and new.
+    return jax.jit(start), jax.jit(run, donate_argnums=0), jax.jit(fn)
 
 
 def best_image(state: optimize.OptimizeState) -> jax.Array:
@@ -508,28 +562,14 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
         x0 = initial_pixels(init, seen_content, styles[0], config.seed, config.noise_amplitude)
     weights_ = loss_weights(config)
 
-    # A tiled loss's kernels and targets enter the compiled functions as an argument (see
-    # nst_jax.tiling.TiledLoss); the untiled loss keeps them as constants (faster, small).
-    data = getattr(loss_fn, "data", None)
-    call = loss_fn if data is not None else (lambda x, weights, data: loss_fn(x, weights))
-
-    def fresh_state(x0, weights, data):
-        fun = lambda x: call(x, weights, data)
-        solver = optimize.make_solver(fun, settings)
-        return optimize.init(solver, fun, x0, config.iterations)
-
-    def run(state, num_steps, weights, data):
-        fun = lambda x: call(x, weights, data)
-        return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
-                            settings.tolerance)
-
-    state = jax.jit(fresh_state)(x0, weights_, data)
+    # The kernels and targets enter the compiled functions as an argument (see Loss), put
+    # on the device once.
+    data = jax.device_put(loss_fn.data)
+    start_fn, run, terms = compiled_programs(loss_fn.fn, settings, config.iterations)
+    state = start_fn(x0, weights_, data)
     return Stylization(config, loss_fn, weights_, state, np.asarray(content, np.float32),
-                       # The state is donated: XLA reuses its buffers (the L-BFGS history is
-                       # 2 image-sized vectors per step) instead of holding old and new.
-                       functools.partial(jax.jit(run, donate_argnums=0), data=data),
-                       functools.partial(jax.jit(call), data=data),
-                       getattr(loss_fn, "plan", None), memory)
+                       functools.partial(run, data=data), functools.partial(terms, data=data),
+                       loss_fn.plan, memory)
 
 
 def _check_arrays(config: Config, content, styles: list, content_masks, style_masks) -> None:

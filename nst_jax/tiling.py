@@ -55,7 +55,7 @@ import numpy as np
 
 from nst_jax.config import MIN_TILE
 from nst_jax.errors import NSTError
-from nst_jax.losses import LossTerms, Targets, gram_error, total_variation
+from nst_jax.losses import Loss, LossTerms, Targets, gram_error, total_variation
 from nst_jax.vgg import VGG, Preprocessing, conv3x3, layer_names, preprocess
 
 # The network is cut after these blocks (1-based): blocks 1-3 are one stage, 4-5 the next.
@@ -594,7 +594,7 @@ def make_tiled_loss(params, module: VGG, preprocessing: Preprocessing, targets: 
     return TiledLoss(loss, own_data, tiled.plan)
 
 
-class TiledLoss:
+class TiledLoss(Loss):
     """The loss of :func:`make_tiled_loss`: ``loss(pixels, weights, data=None)``.
 
     ``data`` holds the kernels and the targets; pass :attr:`data` as an argument of
@@ -604,12 +604,6 @@ class TiledLoss:
     on CPU). Without ``data`` the loss uses its own, as constants (fine for small images).
     ``plan`` is the tiling.
     """
-
-    def __init__(self, fn: Callable, data: dict, plan: Plan):
-        self.fn, self.data, self.plan = fn, data, plan
-
-    def __call__(self, pixels, weights, data=None):
-        return self.fn(pixels, weights, self.data if data is None else data)
 
 
 def _pad_input(x: jax.Array, g: Grid) -> jax.Array:
@@ -652,7 +646,14 @@ MIN_AUTO_LBFGS_MEMORY = 3
 
 
 def machine_memory() -> float:
-    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
+    """Bytes of memory a run may use: on an accelerator, its first device's (``bytes_limit``
+    of ``memory_stats``; the model above was fitted on a CPU, so there it is a rough guide);
+    on the CPU, the machine's, or its cgroup's limit if lower."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+        if limit:
+            return float(limit)
     total = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:

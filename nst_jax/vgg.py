@@ -44,60 +44,101 @@ def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)
 
 
-@jax.custom_vjp
+def backward_kernel(kernel: jax.Array) -> jax.Array:
+    """A ``(3, 3, Ci, Co)`` kernel as the gradient's convolution takes it: flipped in space,
+    its channels swapped, ``(3, 3, Co, Ci)``."""
+    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3x3 'SAME' cross-correlation, ``x (N, H, W, Ci)``, ``kernel (3, 3, Ci, Co)``.
+    """3x3 'SAME' cross-correlation, ``x (N, H, W, Ci)``, ``kernel (3, 3, Ci, Co)``
+    (:func:`conv3x3_ready` with the kernel's backward form computed here)."""
+    return conv3x3_ready(x, kernel, backward_kernel(kernel))
 
-    Its gradient with respect to ``x`` is written as a plain forward convolution
-    with the flipped, transposed kernel. Mathematically this is the standard VJP;
-    it exists because XLA on CPU runs the standard VJP's transposed convolution
-    about 3x slower inside a ``while_loop`` (every optimiser loop here) than
-    outside one, while a forward convolution runs at full speed in both
-    (measured with jax 0.10.2 on a 2-core AMD EPYC: 0.10 s vs 0.03 s per
-    gradient of a 32x32x256 layer).
+
+@jax.custom_vjp
+def conv3x3_ready(x: jax.Array, forward: jax.Array, backward: jax.Array) -> jax.Array:
+    """3x3 'SAME' cross-correlation of ``x (N, H, W, Ci)`` with ``forward (3, 3, Ci, Co)``;
+    ``backward`` is :func:`backward_kernel` of the same kernel, the form the gradient's
+    convolution takes (the caller keeps them consistent).
+
+    The gradient with respect to ``x`` is a plain forward convolution with the
+    flipped kernel. Mathematically this is the standard VJP; it exists because XLA
+    on CPU runs the standard VJP's transposed convolution about 3x slower inside a
+    ``while_loop`` (every optimiser loop here) than outside one, while a forward
+    convolution runs at full speed in both (measured with jax 0.10.2 on a 2-core AMD
+    EPYC: 0.10 s vs 0.03 s per gradient of a 32x32x256 layer). Taking both forms
+    ready-made lets a caller compute them once, outside the optimiser's loop
+    (:func:`ready_kernels`), instead of at every evaluation.
     """
-    return _conv(x, kernel)
+    return _conv(x, forward)
 
 
-def _conv3x3_fwd(x, kernel):
-    return _conv(x, kernel), (x, kernel)
+def _conv3x3_fwd(x, forward, backward):
+    return _conv(x, forward), (x, forward, backward)
 
 
 def _conv3x3_bwd(residuals, cotangent):
-    x, kernel = residuals
-    dx = _conv(cotangent, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-    # The kernel's cotangent (dead code, removed by XLA, when only pixels are optimised).
-    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
-    return dx, kernel_vjp(cotangent)[0]
+    x, forward, backward = residuals
+    dx = _conv(cotangent, backward)
+    # The kernel's cotangent (dead code, removed by XLA, when only pixels are optimised);
+    # the output does not depend on ``backward`` (it only serves the gradient).
+    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), forward)
+    return dx, kernel_vjp(cotangent)[0], jnp.zeros_like(backward)
 
 
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+conv3x3_ready.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+# The variable collection that holds :func:`ready_kernels`.
+READY = "ready"
+
+
+def ready_kernels(params) -> dict:
+    """``{"ready": {layer: {"backward": (3, 3, Co, Ci)}}}``: :func:`backward_kernel` of every
+    kernel of ``params``, as contiguous NumPy arrays (computed once, on the host).
+
+    Pass it to :meth:`VGG.apply` beside the params (``{**params, **ready_kernels(params)}``)
+    when the params are an argument of a jitted function: the module then uses these
+    instead of flipping and transposing every kernel at every evaluation, which XLA
+    does inside the optimiser's loop (measured: 2-9 % of each evaluation at 128-512 px
+    on a 2-core CPU). With the params as compile-time constants XLA folds that itself.
+    """
+    return {READY: {name: {"backward": np.ascontiguousarray(
+        np.swapaxes(np.asarray(layer["kernel"])[::-1, ::-1], 2, 3))}
+        for name, layer in params["params"].items()}}
 
 
 class Conv3x3(nn.Module):
     """The parameters of a 3x3 'SAME' conv layer with bias: ``kernel (3, 3, Ci, Co)``,
-    ``bias (Co,)`` (the layout of ``flax.linen.Conv``). Called, it returns them;
-    :func:`conv_block` applies them (so a whole block can be rematerialised)."""
+    ``bias (Co,)`` (the layout of ``flax.linen.Conv``). Called, it returns the kernel's
+    two forms (:func:`conv3x3_ready`: from the ``ready`` collection when the caller gave
+    it, see :func:`ready_kernels`, else computed here) and the bias; :func:`conv_block`
+    applies them (so a whole block can be rematerialised)."""
 
     in_features: int
     features: int
 
     @nn.compact
-    def __call__(self) -> tuple[jax.Array, jax.Array]:
+    def __call__(self) -> tuple[jax.Array, jax.Array, jax.Array]:
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (3, 3, self.in_features, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return kernel, bias
+        if self.has_variable(READY, "backward"):
+            return kernel, self.get_variable(READY, "backward"), bias
+        return kernel, backward_kernel(kernel), bias
 
 
-def conv_block(x: jax.Array, weights: Sequence[tuple[jax.Array, jax.Array]]) -> list[jax.Array]:
-    """One VGG block: ``relu(conv3x3(x) + bias)`` for each ``(kernel, bias)``, in ``x``'s dtype.
+def conv_block(x: jax.Array, weights: Sequence[tuple[jax.Array, jax.Array, jax.Array]]
+               ) -> list[jax.Array]:
+    """One VGG block: ``relu(conv3x3(x) + bias)`` for each ``(forward, backward, bias)``
+    (:meth:`Conv3x3.__call__`), in ``x``'s dtype.
 
     Returns every layer's post-ReLU activations (the last is the block's output).
     """
     outputs = []
-    for kernel, bias in weights:
-        x = nn.relu(conv3x3(x, kernel.astype(x.dtype)) + bias.astype(x.dtype))
+    for forward, backward, bias in weights:
+        x = nn.relu(conv3x3_ready(x, forward.astype(x.dtype), backward.astype(x.dtype))
+                    + bias.astype(x.dtype))
         outputs.append(x)
     return outputs
 

@@ -20,6 +20,7 @@ What is measured, per size (square images, the bundled example pair resized):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -53,6 +54,7 @@ def evaluation_flops(height: int, width: int, content_layers: Sequence[str],
     Gram matrices of the style layers (``2 * M * N^2``) and their backward
     (one ``M x N`` by ``N x N`` product each, eq. 6). Elementwise work (ReLU,
     pooling, the content loss) is not counted: it is memory traffic, not FLOPs.
+    ``convolutions`` and ``grams`` split ``total`` (both directions each).
     """
     from nst_jax.vgg import VGG19_BLOCKS, layer_names
 
@@ -71,7 +73,8 @@ def evaluation_flops(height: int, width: int, content_layers: Sequence[str],
             if names[index] in style_layers:
                 gram += 2 * h * w * c_out * c_out
             c_in, index = c_out, index + 1
-    return {"forward": conv + gram, "backward": conv + gram, "total": 2 * (conv + gram)}
+    return {"forward": conv + gram, "backward": conv + gram, "total": 2 * (conv + gram),
+            "convolutions": 2 * conv, "grams": 2 * gram}
 
 
 # --- timing and memory ---------------------------------------------------------------------
@@ -223,11 +226,9 @@ def _torch_backend(content, style, params, preprocessing, config, x0, evaluation
 
 def _evaluation(size: int, config, tile: int | None = None):
     """The weights, the square example pair at ``size`` and the jitted loss+gradient
-    of ``config``'s network (tiled with ``tile`` px tiles, its kernels and targets then
-    an argument, as :func:`nst_jax.stylize.prepare` passes them): what every worker
-    case starts from. The loss+gradient takes the pixels only."""
-    import functools
-
+    of ``config``'s network (tiled with ``tile`` px tiles, or not), its kernels and targets
+    an argument, as :func:`nst_jax.stylize.prepare` passes them: what every worker case
+    starts from. The loss+gradient takes the pixels and the data (the last item)."""
     import jax
 
     from nst_jax import stylize, weights
@@ -239,12 +240,9 @@ def _evaluation(size: int, config, tile: int | None = None):
                                     config.style_layers, stylize.network(config), preprocessing,
                                     tile_size=tile)
     loss_weights = stylize.loss_weights(config)
-    if tile is None:
-        value_and_grad = jax.jit(jax.value_and_grad(lambda x: loss_fn(x, loss_weights)[0]))
-    else:
-        value_and_grad = functools.partial(jax.jit(jax.value_and_grad(
-            lambda x, data: loss_fn(x, loss_weights, data)[0])), data=loss_fn.data)
-    return params, preprocessing, content, style, value_and_grad
+    value_and_grad = jax.jit(jax.value_and_grad(lambda x, data: loss_fn.fn(x, loss_weights, data)[0]))
+    data = jax.device_put(loss_fn.data)
+    return params, preprocessing, content, style, value_and_grad, data
 
 
 def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], repeats: int,
@@ -255,10 +253,11 @@ def speed_case(size: int, backends: Sequence[str], checkpoints: Sequence[int], r
     # Unconstrained pixels, as the PyTorch baseline's: the losses compare like with like.
     config = stylize.Config(remat=remat, precision=precision, seed=seed,
                             iterations=max(checkpoints) + 1, bounds="none")
-    params, preprocessing, content, style, value_and_grad = _evaluation(size, config)
+    params, preprocessing, content, style, value_and_grad, data = _evaluation(size, config)
     x0 = np.asarray(stylize.white_noise(seed, content.shape, config.noise_amplitude))
     start = time.perf_counter()
-    compiled = value_and_grad.lower(x0).compile()
+    executable = value_and_grad.lower(x0, data).compile()
+    compiled = lambda x: executable(x, data)  # noqa: E731
     compile_s = time.perf_counter() - start
     # The machine's speed drifts (shared cores): the peak is measured again next to each case.
     peak = matmul_peak(sizes=(2048,), repeats=3)["peak_gflops"]
@@ -298,7 +297,8 @@ def memory_case(size: int, remat: bool, precision: str = "float32", tile: int | 
     from nst_jax import stylize
 
     config = stylize.Config(remat=remat, precision=precision)
-    _, _, content, _, value_and_grad = _evaluation(size, config, tile)
+    _, _, content, _, jitted, data = _evaluation(size, config, tile)
+    value_and_grad = functools.partial(jitted, data=data)
     x0 = np.asarray(stylize.white_noise(0, content.shape))
     start = time.perf_counter()
     value, _ = jax.block_until_ready(value_and_grad(x0))
@@ -310,6 +310,247 @@ def memory_case(size: int, remat: bool, precision: str = "float32", tile: int | 
         result["s_per_evaluation"], result["evaluation_times"] = median_seconds(
             lambda: value_and_grad(x0), repeats, warmup=0)
     return result
+
+
+def startup_case(size: int, cache: str) -> dict:
+    """What each stage of a ``stylize.py`` start-up costs, in a fresh process, with JAX's
+    persistent compilation cache in the folder ``cache`` (empty: a first run; filled by
+    an earlier case: a repeated run). The stages, in seconds: importing JAX and nst_jax,
+    reading the images, loading the weights, the targets (the network on the content and
+    style), the optimiser's start (compiling or loading it, one evaluation) and the first
+    iteration (compiling or loading the loop, the iteration itself); ``cached``: whether
+    the cache folder held anything before. Process start-up before this function (the
+    interpreter, the benchmark module) is not counted: it is the same for every tool."""
+    os.environ["NST_JAX_CACHE_DIR"] = cache
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+    from nst_jax.apps import compile_cache
+
+    cached = os.path.isdir(cache) and any(os.scandir(cache))
+    compile_cache.enable()
+    stages, began = {}, time.perf_counter()
+
+    def lap(name):
+        nonlocal began
+        now = time.perf_counter()
+        stages[name] = now - began
+        began = now
+
+    import jax
+
+    from nst_jax import stylize
+    from nst_jax.apps import stylize as app  # noqa: F401  (what the command line imports)
+    lap("imports")
+    config = stylize.Config(size=size, iterations=5)
+    inputs = stylize.load_inputs(config)
+    lap("images")
+    network = stylize.load_network(config, inputs.content, inputs.styles)
+    lap("weights")
+    loss = stylize.build_loss_fn(network.params, inputs.content, list(inputs.styles),
+                                 config.content_layers, config.style_layers, network.module,
+                                 network.preprocessing)
+    jax.block_until_ready(loss.data)
+    lap("targets")
+    # prepare() computes the targets again (the same programs): subtract them.
+    job = stylize.prepare(inputs.content, list(inputs.styles), network.params, config,
+                          module=network.module, preprocessing=network.preprocessing)
+    jax.block_until_ready(job.state)
+    lap("start")
+    stages["start"] -= stages["targets"]
+    job.step(1)
+    jax.block_until_ready(job.state)
+    lap("first iteration")
+    return {"size": size, "cached": cached, "stages": stages,
+            "total_s": sum(stages.values())}
+
+
+def startup_markdown(cases: Sequence[dict]) -> list[str]:
+    """The table of :func:`startup_case`: first and repeated runs."""
+    cases = [c for c in cases if "error" not in c]
+    if not cases:
+        return []
+    names = list(cases[0]["stages"])
+    lines = ["", "| size | run | " + " | ".join(names) + " | total s |",
+             "|---|---|" + "---|" * (len(names) + 1)]
+    for c in cases:
+        lines.append(f"| {c['size']} | {'repeated' if c['cached'] else 'first'} | "
+                     + " | ".join(f"{c['stages'][n]:.2f}" for n in names)
+                     + f" | {c['total_s']:.2f} |")
+    return lines
+
+
+def binding_case(size: int, constants: bool, iterations: int = 10) -> dict:
+    """The weights and targets as compile-time constants or as arguments (what
+    :func:`nst_jax.stylize.prepare` does): compile time of the optimiser's start and loop,
+    and seconds per evaluation inside the loop, at ``size`` (the example pair's long side;
+    runs in the worker process)."""
+    import jax
+    import jax.numpy as jnp
+
+    from nst_jax import stylize
+
+    config = stylize.Config(size=size, iterations=iterations + 1)
+    inputs = stylize.load_inputs(config)
+    network = stylize.load_network(config, inputs.content, inputs.styles)
+    loss = stylize.build_loss_fn(network.params, inputs.content, list(inputs.styles),
+                                 config.content_layers, config.style_layers, network.module,
+                                 network.preprocessing)
+    # As constants: the loss's own data, closed over; as arguments: the data passed in.
+    fn = (lambda x, weights, data: loss(x, weights)) if constants else loss.fn
+    data = None if constants else jax.device_put(loss.data)
+    weights = stylize.loss_weights(config)
+    x0 = stylize.white_noise(0, inputs.content.shape)
+    start_fn, run_fn, _ = stylize.compiled_programs(fn, stylize.optimizer_settings(config),
+                                                    config.iterations)
+    began = time.perf_counter()
+    start = start_fn.lower(x0, weights, data).compile()
+    compile_start = time.perf_counter() - began
+    state = jax.block_until_ready(start(x0, weights, data))
+    began = time.perf_counter()
+    run = run_fn.lower(state, jnp.int32(1), weights, data).compile()
+    compile_run = time.perf_counter() - began
+    state = jax.block_until_ready(run(state, jnp.int32(1), weights, data))  # warm
+    evaluations = int(state.evaluations)
+    began = time.perf_counter()
+    state = jax.block_until_ready(run(state, jnp.int32(iterations), weights, data))
+    seconds = time.perf_counter() - began
+    done = int(state.evaluations) - evaluations
+    return {"size": size, "shape": list(inputs.content.shape[:2]), "constants": constants,
+            "compile_start_s": compile_start, "compile_run_s": compile_run,
+            "s_per_evaluation_in_loop": seconds / max(done, 1), "evaluations": done,
+            "memory": peak_memory_bytes()}
+
+
+def binding_markdown(cases: Sequence[dict]) -> list[str]:
+    """The table of :func:`binding_case` (constants against arguments)."""
+    if not cases:
+        return []
+    lines = ["", "| size | weights and targets | compile start s | compile loop s | "
+             "s / evaluation in the loop | peak RSS GiB |", "|---|---|---|---|---|---|"]
+    for c in cases:
+        if "error" in c:
+            lines.append(f"| {c['size']} | {'constants' if c['constants'] else 'arguments'} | "
+                         f"failed: {c['error']} |")
+            continue
+        lines.append(f"| {c['size']} | {'constants' if c['constants'] else 'arguments'} | "
+                     f"{c['compile_start_s']:.2f} | {c['compile_run_s']:.2f} | "
+                     f"{c['s_per_evaluation_in_loop']:.4f} | {_gb(c['memory']['rss'])} |")
+    return lines
+
+
+def _hlo_kinds(hlo: str) -> dict[str, str]:
+    """``{instruction: "convolution" | "dot" | "other"}`` for the instructions of an optimised
+    HLO module, by what they compute (a fusion by what its called computation holds)."""
+    import re
+
+    bodies = {}
+    for block in re.split(r"\n(?=\S)", hlo):
+        name = re.match(r"(?:ENTRY )?%?([\w.\-]+)", block)
+        if name:
+            bodies[name.group(1)] = block
+    kinds = {}
+    for match in re.finditer(r"%([\w.\-]+) = [^\n]*?\b(convolution|dot|fusion)\(([^\n]*)", hlo):
+        name, op, rest = match.groups()
+        if op == "fusion":
+            called = re.search(r"calls=%?([\w.\-]+)", rest)
+            body = bodies.get(called.group(1), "") if called else ""
+            op = ("convolution" if " convolution(" in body else "dot" if " dot(" in body
+                  else "other")
+        kinds[name] = op
+    return kinds
+
+
+def profile_case(size: int, repeats: int = 3) -> dict:
+    """Where the time of one loss+gradient evaluation goes, nst_jax and the PyTorch baseline
+    side by side (runs in the worker process): seconds in convolutions, in matrix products
+    (the Gram matrices and eq. 6) and in everything else, from ``jax.profiler`` (XLA's
+    operations, classified by their optimised HLO) and ``torch.profiler`` (PyTorch's
+    operators' own time); with the FLOPs, each kind's GFLOP/s against the matmul peak
+    measured beside it."""
+    import glob
+    import gzip
+    import tempfile
+
+    import jax
+
+    from nst_jax import stylize
+
+    config = stylize.Config()
+    params, preprocessing, content, style, value_and_grad, data = _evaluation(size, config)
+    x0 = np.asarray(stylize.white_noise(0, content.shape))
+    executable = value_and_grad.lower(x0, data).compile()
+    kinds = _hlo_kinds(executable.as_text())
+    for _ in range(2):
+        jax.block_until_ready(executable(x0, data))
+    seconds = {"convolution": 0.0, "dot": 0.0, "other": 0.0}
+    with tempfile.TemporaryDirectory() as folder:
+        began = time.perf_counter()
+        jax.profiler.start_trace(folder, create_perfetto_trace=True)
+        for _ in range(repeats):
+            jax.block_until_ready(executable(x0, data))
+        jax.profiler.stop_trace()
+        wall = (time.perf_counter() - began) / repeats
+        trace = json.load(gzip.open(sorted(glob.glob(f"{folder}/**/*.json.gz", recursive=True))[-1]))
+    for event in trace["traceEvents"] if isinstance(trace, dict) else trace:
+        if event.get("ph") == "X" and event.get("name") in kinds:
+            seconds[kinds[event["name"]]] += event.get("dur", 0) / 1e6 / repeats
+    flops = evaluation_flops(size, size, config.content_layers, config.style_layers)
+    peak = matmul_peak(sizes=(2048,), repeats=3)["peak_gflops"]
+    result = {"size": size, "flops": flops, "peak_gflops": peak,
+              "nst_jax": {"seconds": seconds, "wall_s": wall}}
+    try:
+        result["torch"] = _torch_profile(params, preprocessing, content, style, config, x0, repeats)
+    except NSTError as e:
+        result["torch"] = {"error": str(e)}
+    return result
+
+
+def _torch_profile(params, preprocessing, content, style, config, x0, repeats: int) -> dict:
+    from nst_jax.apps import torch_baseline as tb
+
+    torch = tb.require_torch()
+    loss = tb.make_loss(params, content, style, config, preprocessing)
+    x = torch.tensor(np.asarray(x0, np.float32), requires_grad=True)
+
+    def evaluate():
+        x.grad = None
+        loss(x)[0].backward()
+
+    for _ in range(2):
+        evaluate()
+    seconds = {"convolution": 0.0, "dot": 0.0, "other": 0.0}
+    began = time.perf_counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            evaluate()
+    wall = (time.perf_counter() - began) / repeats
+    for event in prof.key_averages():
+        name = event.key.lower()
+        kind = ("convolution" if "conv" in name else
+                "dot" if any(k in name for k in ("mm", "matmul", "dot", "linear")) else "other")
+        seconds[kind] += event.self_cpu_time_total / 1e6 / repeats
+    return {"seconds": seconds, "wall_s": wall, "threads": torch.get_num_threads()}
+
+
+def profile_markdown(cases: Sequence[dict]) -> list[str]:
+    """The table of :func:`profile_case`."""
+    cases = [c for c in cases if "error" not in c]
+    if not cases:
+        return []
+    lines = ["", "Where one evaluation's time goes (profilers; the tools' own accounting, with "
+             "the profiler's overhead in the wall time):", "",
+             "| size | implementation | wall s | convolutions s | their GFLOP/s | of matmul peak "
+             "| matrix products s | everything else s |", "|---|---|---|---|---|---|---|---|"]
+    for c in cases:
+        for name in ("nst_jax", "torch"):
+            p = c.get(name, {})
+            if "error" in p or not p:
+                continue
+            conv = p["seconds"]["convolution"]
+            gflops = c["flops"]["convolutions"] / conv / 1e9 if conv > 0 else float("nan")
+            lines.append(f"| {c['size']} | {name} | {p['wall_s']:.3f} | {conv:.3f} | "
+                         f"{gflops:.0f} | {gflops / c['peak_gflops']:.0%} | "
+                         f"{p['seconds']['dot']:.3f} | {p['seconds']['other']:.3f} |")
+    return lines
 
 
 def parity_case(size: int) -> dict:
@@ -454,7 +695,8 @@ def quality_markdown(cases: Sequence[dict]) -> list[str]:
 
 
 CASES = {"speed": speed_case, "memory": memory_case, "parity": parity_case,
-         "quality": quality_case}
+         "quality": quality_case, "binding": binding_case, "startup": startup_case,
+         "profile": profile_case}
 
 
 def worker(argv: Sequence[str]) -> int:
@@ -519,7 +761,10 @@ def run_benchmark(sizes: Sequence[int], backends: Sequence[str], checkpoints: Se
                   memory_sizes: Sequence[int], memory_limit_gb: float | None, parity_size: int | None,
                   timeout: float | None, log: Callable[[str], None] = print,
                   save: Callable[[dict], None] = lambda results: None,
-                  quality: dict | None = None, tiled: dict | None = None) -> dict:
+                  quality: dict | None = None, tiled: dict | None = None,
+                  peer: dict | None = None, binding_sizes: Sequence[int] = (),
+                  binding_rounds: int = 2, startup_sizes: Sequence[int] = (),
+                  profile_sizes: Sequence[int] = ()) -> dict:
     """Every case of the benchmark, each in its own process; the JSON-able results.
 
     ``tiled``: ``{"sizes", "tile", "overhead_size"}``: one tiled evaluation's peak memory at
@@ -527,7 +772,12 @@ def run_benchmark(sizes: Sequence[int], backends: Sequence[str], checkpoints: Se
 
     ``save(results)`` is called after every case, so an interrupted or partly
     failed benchmark keeps what it measured. ``quality``: the keywords of
-    :func:`run_quality` (coarse to fine against a single scale), or None.
+    :func:`run_quality` (coarse to fine against a single scale), or None. ``peer``: the
+    keywords of :func:`run_peer` (against neural-style-pt), or None. ``binding_sizes``:
+    sizes where :func:`binding_case` compares the weights and targets as constants and as
+    arguments, alternating, ``binding_rounds`` times each. ``startup_sizes``: sizes where
+    :func:`startup_case` times the stages of a first and of a repeated start-up.
+    ``profile_sizes``: sizes where :func:`profile_case` splits an evaluation's time.
     """
     started = time.time()
     results = {"machine": machine(), "command": sys.argv, "started": time.strftime(
@@ -572,6 +822,33 @@ def run_benchmark(sizes: Sequence[int], backends: Sequence[str], checkpoints: Se
         run_tiled(results, repeats=repeats, timeout=timeout, log=log, save=save, **tiled)
     if quality:
         run_quality(results, timeout=timeout, log=log, save=save, **quality)
+    for size in profile_sizes:
+        log(f"{size} px, profile of one evaluation ...")
+        results.setdefault("profile", []).append(
+            run_in_subprocess("profile", timeout=timeout, size=size))
+        save(results)
+    if startup_sizes:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="nst_jax-startup-") as folder:
+            for size in startup_sizes:
+                cache = os.path.join(folder, str(size))
+                for run in ("first", "repeated", "repeated"):
+                    log(f"{size} px, {run} start-up ...")
+                    results.setdefault("startup", []).append(
+                        run_in_subprocess("startup", timeout=timeout, size=size, cache=cache))
+                    save(results)
+    for size in binding_sizes:
+        for r in range(binding_rounds):
+            for constants in (True, False):
+                log(f"{size} px, weights and targets as {'constants' if constants else 'arguments'}"
+                    f" (round {r + 1}) ...")
+                case = run_in_subprocess("binding", timeout=timeout, size=size,
+                                         constants=constants)
+                results.setdefault("binding", []).append(case)
+                save(results)
+    if peer:
+        run_peer(results, timeout=timeout, log=log, save=save, **peer)
     results["seconds"] = time.time() - started
     save(results)
     return results
@@ -623,6 +900,80 @@ def run_tiled(results: dict, sizes: Sequence[int], tile: int, overhead_size: int
         save(results)
 
 
+def run_peer(results: dict, checkout: str, sizes: Sequence[int], short: int, long: int,
+             rounds: int, race_iterations: int, race_fractions: Sequence[float],
+             timeout: float | None = None, log: Callable[[str], None] = print,
+             save: Callable[[dict], None] = lambda results: None) -> None:
+    """``scripts/stylize.py`` against neural-style-pt (:mod:`nst_jax.apps.peer`), whole
+    processes, at each of ``sizes``, into ``results["peer"]``: seconds per iteration and
+    start-up (:func:`nst_jax.apps.peer.compare`), and, when ``race_iterations``, the time
+    each takes to the same loss (:func:`nst_jax.apps.peer.race`)."""
+    import tempfile
+
+    from nst_jax import weights
+    from nst_jax.apps import peer
+    from nst_jax.config import example_path
+    from nst_jax.weight_sources.download import ensure_weights
+
+    params, preprocessing = weights.load_params(ensure_weights(log=lambda m: None))
+    results.setdefault("peer", [])
+    with tempfile.TemporaryDirectory(prefix="nst_jax-peer-") as folder:
+        pair = peer.tools(checkout, params, folder)
+        for size in sizes:
+            content, style, _ = peer.prepared_pair(folder, example_path("chelsea.jpg"),
+                                                   example_path("starry_night.jpg"), size)
+            try:
+                case = peer.compare(pair, folder, size, content, style, short, long, rounds,
+                                    timeout=timeout, log=log)
+                if race_iterations:
+                    case["race"] = peer.race(pair, folder, params, preprocessing, size,
+                                             content, style, race_iterations, race_fractions,
+                                             timeout=timeout, log=log)
+            except NSTError as e:
+                case = {"size": size, "error": str(e)}
+                log(f"  failed: {e}")
+            results["peer"].append(case)
+            save(results)
+
+
+def peer_markdown(cases: Sequence[dict]) -> list[str]:
+    """The tables of :func:`run_peer`."""
+    if not cases:
+        return []
+    lines = ["", "nst_jax (`scripts/stylize.py`) against neural-style-pt, whole processes side by "
+             "side, alternating; cost per iteration = (t(long) - t(short)) / (long - short), "
+             "start-up = t(short) - short x cost (medians of the rounds; first: the cold run, "
+             "nst_jax compiling):", "",
+             "| size | nst_jax s / iteration | evaluations / iteration | neural-style-pt s / "
+             "iteration | nst_jax speed-up per iteration | start-up nst_jax, repeated (first) | "
+             "start-up neural-style-pt | difference |", "|---|---|---|---|---|---|---|---|"]
+    for c in cases:
+        if "error" in c:
+            lines.append(f"| {c['size']} | failed: {c['error']} |")
+            continue
+        j, p = c["nst_jax"], c["peer"]
+        per = j.get("evaluations_per_iteration")
+        lines.append(f"| {c['size']} | {j['s_per_iteration']:.3f} | "
+                     f"{'-' if per is None else f'{per:.2f}'} | {p['s_per_iteration']:.3f} | "
+                     f"{c['ratio']:.2f}x | {j['startup_s']:.1f} s ({j['first_startup_s']:.1f} s) | "
+                     f"{p['startup_s']:.1f} s | {c['startup_gap_s']:+.1f} s |")
+    races = [c["race"] for c in cases if "race" in c]
+    if races:
+        lines += ["", "The same loss in less time: both minimise neural-style-pt's objective "
+                  "(eq. 7 with `peer.matched_flags`) on the same pixels; wall time from process "
+                  "start to exit, each output file scored by the same function:", "",
+                  "| size | neural-style-pt iterations | its time | its loss | nst_jax iterations "
+                  "| nst_jax time | time ratio | loss ratio |", "|---|---|---|---|---|---|---|---|"]
+        for r in races:
+            for run in r["runs"]:
+                mark = " **(best)**" if run == r["best"] else ""
+                lines.append(f"| {r['size']} | {r['peer']['iterations']} | "
+                             f"{r['peer']['seconds']:.1f} s | {r['peer']['loss']:.4g} | "
+                             f"{run['iterations']}{mark} | {run['seconds']:.1f} s | "
+                             f"{run['time_ratio']:.2f}x | {run['loss_ratio']:.3f} |")
+    return lines
+
+
 def tiled_markdown(cases: Sequence[dict]) -> list[str]:
     lines = ["", "| size | tile px | peak RSS GiB | first evaluation s | s / evaluation |",
              "|---|---|---|---|---|"]
@@ -661,16 +1012,24 @@ def markdown(results: dict) -> str:
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']} ({m['device']}), "
              f"jax {m['jax']}; float32 matmul peak {peak:.0f} GFLOP/s "
              f"(best of jnp.dot and NumPy, {', '.join(results['matmul']['jax'])} squared).", ""]
-    if not results["speed"] and (results.get("quality") or results.get("tiled")):
+    if not results["speed"] and (results.get("quality") or results.get("tiled")
+                                 or results.get("peer") or results.get("binding")
+                                 or results.get("startup") or results.get("profile")):
         extra = (quality_markdown(results["quality"])[1:] if results.get("quality") else [])
-        return "\n".join(lines + extra + tiled_markdown(results.get("tiled", []))) + "\n"
+        tiled = tiled_markdown(results["tiled"]) if results.get("tiled") else []
+        return "\n".join(lines + extra + tiled + profile_markdown(results.get("profile", []))
+                         + startup_markdown(results.get("startup", []))
+                         + binding_markdown(results.get("binding", []))
+                         + peer_markdown(results.get("peer", []))) + "\n"
     speed = [c for c in results["speed"] if "error" not in c]
     lines += ["| size | precision | remat | compile s | s / evaluation | GFLOP / evaluation | "
-              "GFLOP/s | of matmul peak (measured beside it) | torch s / evaluation | speed-up vs torch | peak RSS GiB (nst_jax) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "GFLOP/s | of matmul peak (measured beside it) | torch s / evaluation | torch of matmul "
+              "peak | speed-up vs torch | peak RSS GiB (nst_jax) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in speed:
         t_eval = c["backends"].get("torch", {}).get("s_per_evaluation")
-        torch_cells = (f"{t_eval:.3f} | {t_eval / c['s_per_evaluation']:.2f}x" if t_eval else "- | -")
+        torch_cells = (f"{t_eval:.3f} | {c['flops']['total'] / t_eval / 1e9 / c['peak_gflops']:.0%} | "
+                       f"{t_eval / c['s_per_evaluation']:.2f}x" if t_eval else "- | - | -")
         lines.append(
             f"| {c['size']} | {c['precision']} | {'yes' if c['remat'] else 'no'} | {c['compile_s']:.1f} | "
             f"{c['s_per_evaluation']:.3f} | {c['flops']['total'] / 1e9:.1f} | {c['gflops_per_s']:.0f} | "
@@ -729,7 +1088,18 @@ def markdown(results: dict) -> str:
     lines += quality_markdown(results.get("quality", []))
     if results.get("tiled"):
         lines += tiled_markdown(results["tiled"])
+    lines += profile_markdown(results.get("profile", []))
+    lines += startup_markdown(results.get("startup", []))
+    lines += binding_markdown(results.get("binding", []))
+    lines += peer_markdown(results.get("peer", []))
     return "\n".join(lines) + "\n"
+
+
+def _reals(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _ints(text: str) -> list[int]:
@@ -801,6 +1171,30 @@ def main(argv=None) -> int:
     p.add_argument("--tile-overhead-size", type=int, default=None,
                    help="time evaluations at this size untiled and with --tile-size auto's tile "
                         "(for an 8 GB budget)")
+    p.add_argument("--profile-sizes", type=_ints, default=[],
+                   help="split one evaluation's time (convolutions, matrix products, the rest) "
+                        "at these sizes, nst_jax and the PyTorch baseline")
+    p.add_argument("--startup-sizes", type=_ints, default=[],
+                   help="time each stage of a first and of a repeated start-up at these sizes")
+    p.add_argument("--binding-sizes", type=_ints, default=[],
+                   help="compare the weights and targets as compile-time constants and as "
+                        "arguments at these sizes: compile time and seconds per evaluation")
+    p.add_argument("--neural-style-pt", default=None, metavar="DIR",
+                   help="a checkout of ProGamerGov/neural-style-pt: run scripts/stylize.py against "
+                        "it, whole processes side by side (needs the bench extra; see README, "
+                        "Performance)")
+    p.add_argument("--peer-sizes", type=_ints, default=None,
+                   help="sizes for --neural-style-pt, px (default: --sizes)")
+    p.add_argument("--peer-iterations", type=_ints, default=[5, 45],
+                   help="SHORT,LONG: iterations of the two runs whose difference gives the cost "
+                        "per iteration (default: 5,45; with 5,25 the difference at 128 px is "
+                        "2 s, no more than the spread of a process's start-up)")
+    p.add_argument("--peer-rounds", type=int, default=2,
+                   help="alternating rounds after the cold one (medians; default: 2)")
+    p.add_argument("--race-iterations", type=int, default=200,
+                   help="iterations of neural-style-pt in the same-loss race (0: skip it)")
+    p.add_argument("--race-fractions", type=_reals, default=[0.5, 0.6, 0.75],
+                   help="nst_jax's iterations in the race, as fractions of --race-iterations")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per case")
     p.add_argument("--output", default="bench.json", help="JSON results")
     p.add_argument("--markdown", default=None, help="also write the tables here")
@@ -817,9 +1211,12 @@ def run(args) -> int:
     if unknown:
         raise NSTError(f"unknown backend(s) {', '.join(unknown)}; choose from "
                        f"{', '.join(optimize.OPTIMIZERS[:3])}, torch")
-    every_size = args.sizes + args.remat_sizes + args.bfloat16_sizes + args.memory_sizes
+    every_size = (args.sizes + args.remat_sizes + args.bfloat16_sizes + args.memory_sizes
+                  + args.binding_sizes + args.startup_sizes + args.profile_sizes)
     if (not args.sizes and not args.quality_sizes and not args.tiled_memory_sizes
-            and not args.tile_overhead_size) or min(every_size, default=32) < 32 or (
+            and not args.tile_overhead_size and not args.neural_style_pt
+            and not args.binding_sizes and not args.startup_sizes
+            and not args.profile_sizes) or min(every_size, default=32) < 32 or (
             not args.checkpoints or min(args.checkpoints) < 1):
         raise NSTError("--sizes (and the other sizes) must be >= 32 px and --checkpoints >= 1")
     quality = None
@@ -846,6 +1243,25 @@ def run(args) -> int:
             raise NSTError("--tiled-memory-sizes must be >= 32 px and --tile-size >= 64")
         tiled = {"sizes": args.tiled_memory_sizes, "tile": args.tile_size,
                  "overhead_size": args.tile_overhead_size}
+    peer = None
+    if args.neural_style_pt:
+        from nst_jax.apps import peer as peer_tool
+        from nst_jax.apps.torch_baseline import require_torch
+
+        peer_tool.check_checkout(args.neural_style_pt)
+        require_torch()
+        sizes = args.sizes if args.peer_sizes is None else args.peer_sizes
+        if (len(args.peer_iterations) != 2 or not 1 <= args.peer_iterations[0]
+                < args.peer_iterations[1] or args.peer_rounds < 1 or args.race_iterations < 0
+                or not sizes or min(sizes) < 32
+                or not args.race_fractions or not all(0 < f <= 10 for f in args.race_fractions)):
+            raise NSTError("--peer-iterations must be SHORT,LONG with 1 <= SHORT < LONG, "
+                           "--peer-rounds >= 1, --race-iterations >= 0, --race-fractions in (0, 10] "
+                           "and the sizes >= 32 px")
+        peer = {"checkout": args.neural_style_pt, "sizes": sizes,
+                "short": args.peer_iterations[0], "long": args.peer_iterations[1],
+                "rounds": args.peer_rounds, "race_iterations": args.race_iterations,
+                "race_fractions": args.race_fractions}
     if args.memory_limit_gb and len(args.memory_sizes) < 2:
         raise NSTError("--memory-limit-gb needs at least two --memory-sizes")
     for path in (args.output, args.markdown):
@@ -863,7 +1279,10 @@ def run(args) -> int:
                             args.remat_sizes, args.bfloat16_sizes, args.memory_sizes,
                             args.memory_limit_gb, args.parity_size, args.timeout,
                             log=lambda m: print(m, file=sys.stderr, flush=True), save=save,
-                            quality=quality, tiled=tiled)
+                            quality=quality, tiled=tiled, peer=peer,
+                            binding_sizes=args.binding_sizes,
+                            startup_sizes=args.startup_sizes,
+                            profile_sizes=args.profile_sizes)
     sys.stdout.write(markdown(results))
     return runner.ExitCode.OK
 

@@ -169,7 +169,13 @@ def run_tool(module: str) -> int:
     printed: an interrupt may have left XLA in the middle of compiling, and the
     interpreter's teardown then crashed (SIGSEGV seen at exit). Every output is
     complete on disk by then (written atomically).
+
+    JAX's persistent compilation cache is turned on first
+    (:mod:`nst_jax.apps.compile_cache`): a repeated run does not compile.
     """
+    from nst_jax.apps import compile_cache  # standard library only
+
+    compile_cache.enable()
     code = launch(module)
     if code == ExitCode.INTERRUPTED:
         for stream in (sys.stdout, sys.stderr):
