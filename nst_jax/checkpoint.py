@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nst_jax import __version__
 from nst_jax.config import Config
@@ -235,8 +236,12 @@ def restore(path: str | pathlib.Path, like: OptimizeState, meta: Mapping[str, An
                 state=ocp.args.StandardRestore(target))).state
     except Exception as e:  # noqa: BLE001 - orbax raises many kinds; all mean "unreadable"
         raise NSTError(f"cannot restore the checkpoint in {path}: {one_line(e)}") from None
-    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
-                                         jax.tree_util.tree_leaves(state))
+    # orbax hands back arrays committed to a device; a fresh state's are not, and jit keys
+    # its programs on that too: as they are, the restored state would compile the loop
+    # again (which stylize.compiled_programs shares with every run of the same shape).
+    leaves = [jax.device_put(np.asarray(r)) if not getattr(l, "committed", True) else r
+              for r, l in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(like))]
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), leaves)
     return resize_trace(state, like.trace.value.shape[0])
 
 

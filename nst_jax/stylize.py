@@ -565,7 +565,10 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     # The kernels and targets enter the compiled functions as an argument (see Loss), put
     # on the device once.
     data = jax.device_put(loss_fn.data)
-    start_fn, run, terms = compiled_programs(loss_fn.fn, settings, config.iterations)
+    # A tiled loss's function is new with each build (its plan and kernels inside): not
+    # cached, so that a long process does not keep every tiled run's kernels alive.
+    programs = compiled_programs if loss_fn.plan is None else compiled_programs.__wrapped__
+    start_fn, run, terms = programs(loss_fn.fn, settings, config.iterations)
     state = start_fn(x0, weights_, data)
     return Stylization(config, loss_fn, weights_, state, np.asarray(content, np.float32),
                        functools.partial(run, data=data), functools.partial(terms, data=data),

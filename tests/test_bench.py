@@ -114,7 +114,8 @@ def test_end_to_end_small(tmp_path, real_weights):
     assert case["memory"]["rss"] > 0
     for name in ("lbfgs", "lbfgs-stepwise") + (("torch",) if has_torch else ()):
         run = case["backends"][name]
-        assert run["evaluations"] >= 8 and run["iterations"] >= 1, (name, run)
+        # The budget of 8 evaluations, less the first call's (timed apart, as compilation).
+        assert run["evaluations"] >= 4 and run["iterations"] >= 1, (name, run)
         after = [run["loss_after"]["4"], run["loss_after"]["8"]]
         assert np.all(np.isfinite(after)) and after[1] <= after[0] < case["initial_loss"], (name, run)
         assert run["s_per_iteration"] > 0 and run["overhead"] < 1

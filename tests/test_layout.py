@@ -64,7 +64,8 @@ def test_every_tool_has_a_script_and_the_console_scripts_exist():
 
     scripts = {p.stem for p in (REPO / "scripts").glob("*.py")}
     tools = {p.stem for p in (PACKAGE / "apps").glob("*.py")} - {
-        "__init__", "runner", "flags", "progress", "plots", "paper", "controls", "torch_baseline"}
+        "__init__", "runner", "flags", "progress", "plots", "paper", "controls", "torch_baseline",
+        "peer", "compile_cache"}
     assert tools == scripts
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for name, target in project["scripts"].items():

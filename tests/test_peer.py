@@ -143,6 +143,13 @@ def test_torchvision_stand_in_matches_what_neural_style_pt_asks_of_it(tmp_path):
     assert transforms.Resize((15, 20))(image).size == (20, 15)
 
 
+def test_timed_counts_wall_and_cpu_seconds_and_fails_in_one_line():
+    seconds, cpu = peer.timed([sys.executable, "-c", "x = sum(i * i for i in range(3_000_000))"])
+    assert seconds > 0 and 0 < cpu <= seconds * 2 + 0.5
+    with pytest.raises(peer.NSTError, match="failed: .*boom"):
+        peer.timed([sys.executable, "-c", "import sys; sys.exit('boom')"])
+
+
 def test_per_iteration_takes_the_difference_of_medians():
     out = peer.per_iteration(5, 45, [10.0, 11.0, 30.0], [30.0, 31.0, 32.0])
     assert out["s_per_iteration"] == pytest.approx((31.0 - 11.0) / 40)
@@ -164,7 +171,8 @@ class FakeTools(peer.Tools):
         info.add_text("nst_jax:evaluations", str(round(1.2 * iterations)))
         Image.fromarray(np.full((8, 8, 3), min(255, iterations), np.uint8)).save(output,
                                                                                pnginfo=info)
-        return self.startup[tool] + iterations * self.cost[tool] + (self.cold_extra if cold else 0)
+        seconds = self.startup[tool] + iterations * self.cost[tool] + (self.cold_extra if cold else 0)
+        return seconds, seconds * (1.5 if tool == "nst_jax" else 1.9)  # CPU seconds
 
 
 def test_compare_alternates_and_separates_first_runs(tmp_path):
@@ -184,7 +192,9 @@ def test_compare_alternates_and_separates_first_runs(tmp_path):
     assert peer.evaluations_of(tmp_path / "nst_jax_64_25.png") == 30
     assert peer.evaluations_of(tmp_path / "missing.png") is None
     md = "\n".join(bench.peer_markdown([case]))
-    assert "| 64 | 0.200 | 1.20 | 0.300 | 1.50x | 4.5 s (7.5 s) | 4.0 s | +0.5 s |" in md
+    assert case["nst_jax"]["cores_busy"] == pytest.approx(1.5)
+    assert case["peer"]["cores_busy"] == pytest.approx(1.9)
+    assert "| 64 | 0.200 | 1.20 | 1.50 | 0.300 | 1.90 | 1.50x | 4.5 s (7.5 s) | 4.0 s | +0.5 s |" in md
 
 
 def test_race_scores_every_output_with_one_function(tmp_path, monkeypatch):

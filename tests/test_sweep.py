@@ -154,13 +154,13 @@ def test_sweeper_reuses_its_compilation_for_new_values(tiny_vgg, tiny_params, pi
 def test_each_point_stops_on_its_own(tiny_vgg, tiny_params, pictures):
     content, style = pictures
     # A tolerance that the points meet at different iterations (or never), with a margin:
-    # the relative changes stay >= 0.045 before, and <= 0.031 at, the stop (a float32
+    # the relative changes stay >= 0.059 before, and <= 0.032 at, the stop (a float32
     # reordering cannot flip them).
     base = Config(iterations=25, tolerance=0.04)
     grid = sweep.Grid.product(base, ratio=[1e-3, 1.0, 100.0])
     results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)
     assert [(r.status, r.iterations) for r in results] == [
-        ("completed", 25), ("converged", 18), ("converged", 25)]
+        ("completed", 25), ("converged", 17), ("converged", 24)]
     for r in results:
         job, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
         assert int(job.state.iteration) == r.iterations and job.done

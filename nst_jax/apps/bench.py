@@ -944,9 +944,10 @@ def peer_markdown(cases: Sequence[dict]) -> list[str]:
              "side, alternating; cost per iteration = (t(long) - t(short)) / (long - short), "
              "start-up = t(short) - short x cost (medians of the rounds; first: the cold run, "
              "nst_jax compiling):", "",
-             "| size | nst_jax s / iteration | evaluations / iteration | neural-style-pt s / "
-             "iteration | nst_jax speed-up per iteration | start-up nst_jax, repeated (first) | "
-             "start-up neural-style-pt | difference |", "|---|---|---|---|---|---|---|---|"]
+             "| size | nst_jax s / iteration | evaluations / iteration | cores busy | "
+             "neural-style-pt s / iteration | cores busy | nst_jax speed-up per iteration | "
+             "start-up nst_jax, repeated (first) | start-up neural-style-pt | difference |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
         if "error" in c:
             lines.append(f"| {c['size']} | failed: {c['error']} |")
@@ -954,7 +955,8 @@ def peer_markdown(cases: Sequence[dict]) -> list[str]:
         j, p = c["nst_jax"], c["peer"]
         per = j.get("evaluations_per_iteration")
         lines.append(f"| {c['size']} | {j['s_per_iteration']:.3f} | "
-                     f"{'-' if per is None else f'{per:.2f}'} | {p['s_per_iteration']:.3f} | "
+                     f"{'-' if per is None else f'{per:.2f}'} | {j.get('cores_busy', 0):.2f} | "
+                     f"{p['s_per_iteration']:.3f} | {p.get('cores_busy', 0):.2f} | "
                      f"{c['ratio']:.2f}x | {j['startup_s']:.1f} s ({j['first_startup_s']:.1f} s) | "
                      f"{p['startup_s']:.1f} s | {c['startup_gap_s']:+.1f} s |")
     races = [c["race"] for c in cases if "race" in c]

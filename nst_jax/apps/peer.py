@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -177,8 +178,11 @@ def nst_jax_command(content: str, style: str, size: int, iterations: int, output
 
 
 def timed(command: list[str], env: dict | None = None, cwd: str | None = None,
-          timeout: float | None = None) -> float:
-    """Wall seconds of ``command`` to its exit; :class:`NSTError` with its last line if it failed."""
+          timeout: float | None = None) -> tuple[float, float]:
+    """Wall seconds of ``command`` to its exit, and the CPU seconds (user + system) it used:
+    their ratio is how many cores it kept busy. :class:`NSTError` with its last line if it
+    failed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd,
@@ -186,10 +190,12 @@ def timed(command: list[str], env: dict | None = None, cwd: str | None = None,
     except subprocess.TimeoutExpired:
         raise NSTError(f"{pathlib.Path(command[1]).name} timed out after {timeout:.0f} s") from None
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         raise NSTError(f"{pathlib.Path(command[1]).name} failed: {tail}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def per_iteration(short: int, long: int, t_short: Sequence[float], t_long: Sequence[float]
@@ -214,7 +220,8 @@ class Tools:
         self.command, self.env, self.cwd = command, env, cwd
 
     def run(self, tool: str, content: str, style: str, size: int, iterations: int, output: str,
-            extra: Sequence[str] = (), timeout: float | None = None) -> float:
+            extra: Sequence[str] = (), timeout: float | None = None) -> tuple[float, float]:
+        """``(wall seconds, CPU seconds)`` of one run (:func:`timed`)."""
         return timed(self.command(tool, content, style, size, iterations, output, extra),
                      env=self.env[tool], cwd=self.cwd[tool], timeout=timeout)
 
@@ -275,19 +282,23 @@ def compare(pair: Tools, folder: str | os.PathLike, size: int, content: str, sty
     nst_jax is faster); ``startup_gap_s`` is nst_jax's repeated start-up minus the peer's.
     nst_jax's ``evaluations_per_iteration`` comes from its outputs' metadata (between the
     short and the long run); the peer makes one per iteration (``torch.optim.LBFGS``
-    without a line search: one call of its closure each).
+    without a line search: one call of its closure each). ``cores_busy``: the CPU seconds
+    over the wall seconds of the iterations (the long runs less the short ones).
     """
     times = {tool: {"cold": {}, short: [], long: []} for tool in TOOLS}
+    cpu = {tool: {short: [], long: []} for tool in TOOLS}
     evaluations = {}
     for r in range(rounds + 1):
         for n in (short, long):
             for tool in TOOLS:
                 output = str(pathlib.Path(folder) / f"{tool}_{size}_{n}.png")
-                seconds = pair.run(tool, content, style, size, n, output, timeout=timeout)
+                seconds, cpu_seconds = pair.run(tool, content, style, size, n, output,
+                                                timeout=timeout)
                 if r == 0:
                     times[tool]["cold"][n] = seconds
                 else:
                     times[tool][n].append(seconds)
+                    cpu[tool][n].append(cpu_seconds)
                 if tool == "nst_jax":
                     evaluations[n] = evaluations_of(output)
                 log(f"{size} px, {tool}, {n} iterations: {seconds:.1f} s "
@@ -297,6 +308,10 @@ def compare(pair: Tools, folder: str | os.PathLike, size: int, content: str, sty
         case[tool] = per_iteration(short, long, times[tool][short], times[tool][long])
         case[tool]["first_startup_s"] = (times[tool]["cold"][short]
                                          - short * case[tool]["s_per_iteration"])
+        # Cores kept busy by the iterations: CPU seconds over wall seconds of the difference.
+        busy = (np.median(cpu[tool][long]) - np.median(cpu[tool][short])) / (
+            np.median(times[tool][long]) - np.median(times[tool][short]))
+        case[tool]["cores_busy"] = float(busy)
     if None not in (evaluations[short], evaluations[long]):
         case["nst_jax"]["evaluations_per_iteration"] = (
             (evaluations[long] - evaluations[short]) / (long - short))
@@ -399,13 +414,13 @@ def race(pair: Tools, folder: str | os.PathLike, params, preprocessing, size: in
     c, s, shape = prepared_pair(folder, content, style, size)
     flags = matched_flags(shape)
     outputs, seconds = [str(folder / f"race_peer_{size}.png")], []
-    seconds.append(pair.run("peer", c, s, size, peer_iterations, outputs[0], timeout=timeout))
+    seconds.append(pair.run("peer", c, s, size, peer_iterations, outputs[0], timeout=timeout)[0])
     log(f"race at {size} px: neural-style-pt, {peer_iterations} iterations: {seconds[0]:.1f} s")
     counts = [max(1, round(peer_iterations * f)) for f in fractions]
     for n in counts:
         outputs.append(str(folder / f"race_nst_jax_{size}_{n}.png"))
         seconds.append(pair.run("nst_jax", c, s, size, n, outputs[-1], [*flags, *extra],
-                                timeout=timeout))
+                                timeout=timeout)[0])
         log(f"race at {size} px: nst_jax, {n} iterations: {seconds[-1]:.1f} s")
     losses = matched_losses(params, preprocessing, c, s, outputs)
     peer = {"iterations": peer_iterations, "seconds": seconds[0], "loss": losses[0]}
