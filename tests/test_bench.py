@@ -136,3 +136,20 @@ def test_end_to_end_small(tmp_path, real_weights):
     assert "| 48 | bfloat16 | no |" in table and "lbfgs (bfloat16)" in table
     assert "loss after 8 evaluations" in table
     assert "| 64 |" in table and "Parity" in table
+
+
+def test_workers_compile_cold_whatever_cache_the_runner_enabled(monkeypatch):
+    seen = {}
+
+    def fake_run(command, **kwargs):
+        seen.update(kwargs["env"])
+        return subprocess.CompletedProcess(command, 0, bench.RESULT_PREFIX + "{}\n", "")
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/somewhere")
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    monkeypatch.setenv("NST_JAX_SOMETHING", "kept")
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    assert bench.run_in_subprocess("speed", size=32) == {}
+    assert "JAX_COMPILATION_CACHE_DIR" not in seen
+    assert "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in seen
+    assert seen["NST_JAX_SOMETHING"] == "kept"

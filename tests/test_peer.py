@@ -198,7 +198,7 @@ def test_compare_alternates_and_separates_first_runs(tmp_path):
 
 
 def test_race_scores_every_output_with_one_function(tmp_path, monkeypatch):
-    tools = FakeTools({"nst_jax": 4.0, "peer": 4.0}, {"nst_jax": 0.1, "peer": 0.1}, cold_extra=0)
+    tools = FakeTools({"nst_jax": 4.0, "peer": 4.0}, {"nst_jax": 0.1, "peer": 0.1}, cold_extra=3.0)
     scored = []
 
     def fake_losses(params, preprocessing, content, style, outputs):
@@ -209,8 +209,9 @@ def test_race_scores_every_output_with_one_function(tmp_path, monkeypatch):
     monkeypatch.setattr(peer, "matched_losses", fake_losses)
     result = peer.race(tools, tmp_path, None, None, 64, example_path("chelsea.jpg"),
                        example_path("starry_night.jpg"), peer_iterations=200,
-                       fractions=(0.5, 0.75), log=lambda m: None)
-    assert [c[:2] for c in tools.calls] == [("peer", 200), ("nst_jax", 100), ("nst_jax", 150)]
+                       fractions=(0.5, 0.75), repeats=2, log=lambda m: None)
+    assert [c[:2] for c in tools.calls] == [("peer", 200), ("nst_jax", 100), ("nst_jax", 100),
+                                            ("nst_jax", 150), ("nst_jax", 150)]
     flags = tools.calls[1][2]
     assert flags[0] == "--alpha" and "--style-layer-weights" in flags
     assert result["flags"] == list(flags)
@@ -226,7 +227,9 @@ def test_race_scores_every_output_with_one_function(tmp_path, monkeypatch):
                                                                 "first_startup_s": 1},
                                          "peer": {"s_per_iteration": 1, "startup_s": 1},
                                          "ratio": 1, "startup_gap_s": 0, "race": result}]))
-    assert "| 64 | 200 | 24.0 s | 5 | 100 | 14.0 s | 0.58x | 2.000 |" in md
+    # The repeated run's time, the first run's (compiling) in brackets.
+    assert result["runs"][0]["first_seconds"] == pytest.approx(17.0)
+    assert "| 64 | 200 | 24.0 s | 5 | 100 | 14.0 s (17.0 s) | 0.58x (0.71x) | 2.000 |" in md
 
 
 def test_matched_losses_agree_with_what_stylize_py_reports(real_weights, tmp_path):
@@ -248,6 +251,7 @@ def test_matched_losses_agree_with_what_stylize_py_reports(real_weights, tmp_pat
     (["--neural-style-pt", "CHECKOUT", "--peer-iterations", "25,5"], "--peer-iterations"),
     (["--neural-style-pt", "CHECKOUT", "--race-fractions", "0"], "--race-fractions"),
     (["--neural-style-pt", "CHECKOUT", "--peer-rounds", "0"], "--peer-rounds"),
+    (["--neural-style-pt", "CHECKOUT", "--race-repeats", "0"], "--race-repeats"),
 ])
 def test_bad_peer_flags_are_one_line_errors(capsys, tmp_path, flags, needle):
     pytest.importorskip("torch")

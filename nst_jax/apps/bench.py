@@ -714,8 +714,12 @@ def worker(argv: Sequence[str]) -> int:
 def run_in_subprocess(kind: str, timeout: float | None = None, **kwargs) -> dict:
     """Run one case in a fresh Python process; ``{"error": ...}`` if it failed (e.g. out of memory)."""
     command = [sys.executable, "-m", "nst_jax.apps.bench", kind, json.dumps(kwargs)]
+    # Compile times are cold: the compilation cache this process's runner turned on
+    # (nst_jax.apps.compile_cache) is not the workers'; startup_case sets its own.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {**kwargs, "error": f"timed out after {timeout:.0f} s"}
     for line in done.stdout.splitlines():
@@ -902,7 +906,7 @@ def run_tiled(results: dict, sizes: Sequence[int], tile: int, overhead_size: int
 
 def run_peer(results: dict, checkout: str, sizes: Sequence[int], short: int, long: int,
              rounds: int, race_iterations: int, race_fractions: Sequence[float],
-             timeout: float | None = None, log: Callable[[str], None] = print,
+             race_repeats: int = 2, timeout: float | None = None, log: Callable[[str], None] = print,
              save: Callable[[dict], None] = lambda results: None) -> None:
     """``scripts/stylize.py`` against neural-style-pt (:mod:`nst_jax.apps.peer`), whole
     processes, at each of ``sizes``, into ``results["peer"]``: seconds per iteration and
@@ -928,7 +932,7 @@ def run_peer(results: dict, checkout: str, sizes: Sequence[int], short: int, lon
                 if race_iterations:
                     case["race"] = peer.race(pair, folder, params, preprocessing, size,
                                              content, style, race_iterations, race_fractions,
-                                             timeout=timeout, log=log)
+                                             repeats=race_repeats, timeout=timeout, log=log)
             except NSTError as e:
                 case = {"size": size, "error": str(e)}
                 log(f"  failed: {e}")
@@ -963,16 +967,21 @@ def peer_markdown(cases: Sequence[dict]) -> list[str]:
     if races:
         lines += ["", "The same loss in less time: both minimise neural-style-pt's objective "
                   "(eq. 7 with `peer.matched_flags`) on the same pixels; wall time from process "
-                  "start to exit, each output file scored by the same function:", "",
+                  "start to exit, each output file scored by the same function; nst_jax's "
+                  "repeated run (its first run, compiling that number of iterations, in "
+                  "brackets):", "",
                   "| size | neural-style-pt iterations | its time | its loss | nst_jax iterations "
                   "| nst_jax time | time ratio | loss ratio |", "|---|---|---|---|---|---|---|---|"]
         for r in races:
             for run in r["runs"]:
                 mark = " **(best)**" if run == r["best"] else ""
+                first = run.get("first_seconds", run["seconds"])
                 lines.append(f"| {r['size']} | {r['peer']['iterations']} | "
                              f"{r['peer']['seconds']:.1f} s | {r['peer']['loss']:.4g} | "
-                             f"{run['iterations']}{mark} | {run['seconds']:.1f} s | "
-                             f"{run['time_ratio']:.2f}x | {run['loss_ratio']:.3f} |")
+                             f"{run['iterations']}{mark} | {run['seconds']:.1f} s "
+                             f"({first:.1f} s) | {run['time_ratio']:.2f}x "
+                             f"({run.get('first_time_ratio', run['time_ratio']):.2f}x) | "
+                             f"{run['loss_ratio']:.3f} |")
     return lines
 
 
@@ -1185,8 +1194,8 @@ def main(argv=None) -> int:
                    help="a checkout of ProGamerGov/neural-style-pt: run scripts/stylize.py against "
                         "it, whole processes side by side (needs the bench extra; see README, "
                         "Performance)")
-    p.add_argument("--peer-sizes", type=_ints, default=None,
-                   help="sizes for --neural-style-pt, px (default: --sizes)")
+    p.add_argument("--peer-sizes", type=_ints, default=list(DEFAULT_SIZES),
+                   help="sizes for --neural-style-pt, px (default: 128,256,512)")
     p.add_argument("--peer-iterations", type=_ints, default=[5, 45],
                    help="SHORT,LONG: iterations of the two runs whose difference gives the cost "
                         "per iteration (default: 5,45; with 5,25 the difference at 128 px is "
@@ -1195,8 +1204,11 @@ def main(argv=None) -> int:
                    help="alternating rounds after the cold one (medians; default: 2)")
     p.add_argument("--race-iterations", type=int, default=200,
                    help="iterations of neural-style-pt in the same-loss race (0: skip it)")
-    p.add_argument("--race-fractions", type=_reals, default=[0.5, 0.6, 0.75],
+    p.add_argument("--race-fractions", type=_reals, default=[0.5, 0.6],
                    help="nst_jax's iterations in the race, as fractions of --race-iterations")
+    p.add_argument("--race-repeats", type=int, default=2,
+                   help="runs of nst_jax per fraction: the first compiles, the next are "
+                        "repeated runs (default: 2)")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per case")
     p.add_argument("--output", default="bench.json", help="JSON results")
     p.add_argument("--markdown", default=None, help="also write the tables here")
@@ -1252,18 +1264,18 @@ def run(args) -> int:
 
         peer_tool.check_checkout(args.neural_style_pt)
         require_torch()
-        sizes = args.sizes if args.peer_sizes is None else args.peer_sizes
+        sizes = args.peer_sizes
         if (len(args.peer_iterations) != 2 or not 1 <= args.peer_iterations[0]
                 < args.peer_iterations[1] or args.peer_rounds < 1 or args.race_iterations < 0
-                or not sizes or min(sizes) < 32
+                or args.race_repeats < 1 or not sizes or min(sizes) < 32
                 or not args.race_fractions or not all(0 < f <= 10 for f in args.race_fractions)):
             raise NSTError("--peer-iterations must be SHORT,LONG with 1 <= SHORT < LONG, "
-                           "--peer-rounds >= 1, --race-iterations >= 0, --race-fractions in (0, 10] "
-                           "and the sizes >= 32 px")
+                           "--peer-rounds >= 1, --race-iterations >= 0, --race-fractions in (0, 10], "
+                           "--race-repeats >= 1 and the sizes >= 32 px")
         peer = {"checkout": args.neural_style_pt, "sizes": sizes,
                 "short": args.peer_iterations[0], "long": args.peer_iterations[1],
                 "rounds": args.peer_rounds, "race_iterations": args.race_iterations,
-                "race_fractions": args.race_fractions}
+                "race_fractions": args.race_fractions, "race_repeats": args.race_repeats}
     if args.memory_limit_gb and len(args.memory_sizes) < 2:
         raise NSTError("--memory-limit-gb needs at least two --memory-sizes")
     for path in (args.output, args.markdown):

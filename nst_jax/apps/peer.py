@@ -397,40 +397,45 @@ def _matched_fields(shape: tuple[int, int]) -> dict:
 
 
 def race(pair: Tools, folder: str | os.PathLike, params, preprocessing, size: int, content: str,
-         style: str, peer_iterations: int = 200, fractions: Sequence[float] = (0.5, 0.6, 0.75),
-         extra: Sequence[str] = (), timeout: float | None = None,
+         style: str, peer_iterations: int = 200, fractions: Sequence[float] = (0.5, 0.6),
+         extra: Sequence[str] = (), repeats: int = 1, timeout: float | None = None,
          log: Callable[[str], None] = print) -> dict:
     """The same loss in less time: both tools minimise the same objective
     (:func:`matched_flags`) on the same pixels (:func:`prepared_pair`) at ``size``.
 
     The peer runs ``peer_iterations``; nst_jax runs ``fraction * peer_iterations`` for each
-    of ``fractions`` (with ``extra`` flags, e.g. coarse to fine). Each is a whole process,
-    timed from start to exit; each output file is then scored with the same function
-    (:func:`matched_losses`). ``runs`` lists nst_jax's runs with ``time_ratio`` (its wall
-    time over the peer's) and ``loss_ratio`` (its loss over the peer's); ``best`` is the
-    quickest run whose loss is at most the peer's (None if none is).
+    of ``fractions`` (with ``extra`` flags, e.g. coarse to fine), ``repeats`` times each:
+    the first run compiles the programs of that number of iterations, the others load them
+    from the compilation cache. Each is a whole process, timed from start to exit; each
+    output file is then scored with the same function (:func:`matched_losses`). ``runs``
+    lists nst_jax's runs with ``time_ratio`` (its last run's wall time over the peer's),
+    ``first_time_ratio`` (its first run's) and ``loss_ratio`` (its loss over the peer's);
+    ``best`` is the quickest run whose loss is at most the peer's (None if none is).
     """
     folder = pathlib.Path(folder)
     c, s, shape = prepared_pair(folder, content, style, size)
     flags = matched_flags(shape)
-    outputs, seconds = [str(folder / f"race_peer_{size}.png")], []
-    seconds.append(pair.run("peer", c, s, size, peer_iterations, outputs[0], timeout=timeout)[0])
-    log(f"race at {size} px: neural-style-pt, {peer_iterations} iterations: {seconds[0]:.1f} s")
+    outputs = [str(folder / f"race_peer_{size}.png")]
+    peer_seconds = pair.run("peer", c, s, size, peer_iterations, outputs[0], timeout=timeout)[0]
+    log(f"race at {size} px: neural-style-pt, {peer_iterations} iterations: {peer_seconds:.1f} s")
     counts = [max(1, round(peer_iterations * f)) for f in fractions]
+    seconds = []
     for n in counts:
         outputs.append(str(folder / f"race_nst_jax_{size}_{n}.png"))
-        seconds.append(pair.run("nst_jax", c, s, size, n, outputs[-1], [*flags, *extra],
-                                timeout=timeout)[0])
-        log(f"race at {size} px: nst_jax, {n} iterations: {seconds[-1]:.1f} s")
+        seconds.append([pair.run("nst_jax", c, s, size, n, outputs[-1], [*flags, *extra],
+                                 timeout=timeout)[0] for _ in range(max(1, repeats))])
+        log(f"race at {size} px: nst_jax, {n} iterations: "
+            + ", then ".join(f"{t:.1f} s" for t in seconds[-1]))
     losses = matched_losses(params, preprocessing, c, s, outputs)
-    peer = {"iterations": peer_iterations, "seconds": seconds[0], "loss": losses[0]}
-    runs = [{"iterations": n, "seconds": t, "loss": l, "time_ratio": t / seconds[0],
+    peer = {"iterations": peer_iterations, "seconds": peer_seconds, "loss": losses[0]}
+    runs = [{"iterations": n, "seconds": t[-1], "first_seconds": t[0], "loss": l,
+             "time_ratio": t[-1] / peer_seconds, "first_time_ratio": t[0] / peer_seconds,
              "loss_ratio": l / losses[0]}
-            for n, t, l in zip(counts, seconds[1:], losses[1:])]
+            for n, t, l in zip(counts, seconds, losses[1:])]
     reached = [r for r in runs if r["loss"] <= peer["loss"]]
     best = min(reached, key=lambda r: r["seconds"]) if reached else None
     for r in runs:
-        log(f"  nst_jax {r['iterations']} iterations: {r['time_ratio']:.2f}x the time, "
-            f"{r['loss_ratio']:.3f}x the loss")
+        log(f"  nst_jax {r['iterations']} iterations: {r['time_ratio']:.2f}x the time "
+            f"(first run {r['first_time_ratio']:.2f}x), {r['loss_ratio']:.3f}x the loss")
     return {"size": size, "shape": list(shape), "flags": flags, "extra": list(extra),
-            "peer": peer, "runs": runs, "best": best}
+            "repeats": max(1, repeats), "peer": peer, "runs": runs, "best": best}
