@@ -211,8 +211,8 @@ def untiled_loss(module: VGG, preprocessing: Preprocessing, content_layers: tupl
 
     def fn(pixels, weights, data):
         variables, targets = data
-        features_fn = make_features_fn(variables, layers, module, preprocessing)
-        return total_loss(features_fn(pixels), pixels, targets, weights)
+        return make_loss_fn(make_features_fn(variables, layers, module, preprocessing),
+                            targets)(pixels, weights)
 
     return fn
 

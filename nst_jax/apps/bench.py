@@ -1023,15 +1023,15 @@ def markdown(results: dict) -> str:
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']} ({m['device']}), "
              f"jax {m['jax']}; float32 matmul peak {peak:.0f} GFLOP/s "
              f"(best of jnp.dot and NumPy, {', '.join(results['matmul']['jax'])} squared).", ""]
-    if not results["speed"] and (results.get("quality") or results.get("tiled")
-                                 or results.get("peer") or results.get("binding")
-                                 or results.get("startup") or results.get("profile")):
+    # The tables of the cases that need no speed case, in the order they run.
+    tables = ((tiled_markdown(results["tiled"]) if results.get("tiled") else [])
+              + profile_markdown(results.get("profile", []))
+              + startup_markdown(results.get("startup", []))
+              + binding_markdown(results.get("binding", []))
+              + peer_markdown(results.get("peer", [])))
+    if not results["speed"] and (results.get("quality") or tables):
         extra = (quality_markdown(results["quality"])[1:] if results.get("quality") else [])
-        tiled = tiled_markdown(results["tiled"]) if results.get("tiled") else []
-        return "\n".join(lines + extra + tiled + profile_markdown(results.get("profile", []))
-                         + startup_markdown(results.get("startup", []))
-                         + binding_markdown(results.get("binding", []))
-                         + peer_markdown(results.get("peer", []))) + "\n"
+        return "\n".join(lines + extra + tables) + "\n"
     speed = [c for c in results["speed"] if "error" not in c]
     lines += ["| size | precision | remat | compile s | s / evaluation | GFLOP / evaluation | "
               "GFLOP/s | of matmul peak (measured beside it) | torch s / evaluation | torch of matmul "
@@ -1096,13 +1096,7 @@ def markdown(results: dict) -> str:
                   f"gradient {parity['gradient']:.1e} (largest relative differences)."]
     elif parity:
         lines += ["", f"Parity: {parity['error']}"]
-    lines += quality_markdown(results.get("quality", []))
-    if results.get("tiled"):
-        lines += tiled_markdown(results["tiled"])
-    lines += profile_markdown(results.get("profile", []))
-    lines += startup_markdown(results.get("startup", []))
-    lines += binding_markdown(results.get("binding", []))
-    lines += peer_markdown(results.get("peer", []))
+    lines += quality_markdown(results.get("quality", [])) + tables
     return "\n".join(lines) + "\n"
 
 
