@@ -3,6 +3,8 @@
 #   make run    stylize the bundled example (cat + Starry Night) into stylized.png
 #   make test   run the whole test suite (what .ci/run runs)
 #
+# and `make serve`: the web page (scripts/serve.py) on http://127.0.0.1:7860 or the next free port.
+#
 # Each sets up what it needs, once: a virtual environment in .venv, nst_jax installed in
 # it (editable, with the extras that command needs), and the VGG19 weights in weights/.
 # Run again, they only redo what is missing or out of date. ARGS passes flags to
@@ -13,29 +15,49 @@ VENV := .venv
 BIN := $(VENV)/bin
 WEIGHTS := weights/vgg19.h5
 
-.PHONY: run test setup clean
+# The browser test drives this Chromium (Debian's package; apt-get installs it when missing).
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run serve test setup clean
 
 run: $(VENV)/.installed-run $(WEIGHTS)
 	$(BIN)/python scripts/stylize.py $(ARGS)
 
-# NST_JAX_REQUIRE_WEIGHTS: tests that need the real weights fail, rather than skip, without them.
-test: $(VENV)/.installed-test $(WEIGHTS)
-	NST_JAX_REQUIRE_WEIGHTS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+serve: $(VENV)/.installed-web $(WEIGHTS)
+	$(BIN)/python scripts/serve.py $(ARGS)
 
-setup: $(VENV)/.installed-test $(WEIGHTS)
+# NST_JAX_REQUIRE_WEIGHTS / _BROWSER: the tests that need the real weights or Chromium fail,
+# rather than skip, without them.
+test: $(VENV)/.installed-test $(WEIGHTS) $(CHROMIUM)
+	NST_JAX_REQUIRE_WEIGHTS=1 NST_JAX_REQUIRE_BROWSER=1 NST_JAX_CHROMIUM=$(CHROMIUM) \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed-test $(WEIGHTS) $(CHROMIUM)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The library alone runs the example; the tests also need pytest, PyTorch (the benchmark's
-# baseline and the parity tests), matplotlib (loss curves) and tifffile (TIFF output).
+# The library alone runs the example; the page needs gradio (the web extra); the tests also
+# need pytest and Playwright, PyTorch (the benchmark's baseline and the parity tests),
+# matplotlib (loss curves), tifffile (TIFF output) and gradio.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test,bench,plots,tiff]'
+$(VENV)/.installed-web: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[web]'
 	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test,bench,plots,tiff,web]'
+	touch $@ $(VENV)/.installed-run $(VENV)/.installed-web
+
+# Debian's Chromium for the browser test (as root, or through sudo). Elsewhere install a
+# Chromium yourself and pass its path: make test CHROMIUM=/path/to/chromium.
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "error: $(CHROMIUM) is missing and there is no apt-get: install Chromium and pass CHROMIUM=/path/to/chromium" >&2; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 # Either install will do to fetch the weights (fetch_weights.py keeps an existing file).
 $(WEIGHTS): | $(BIN)/python

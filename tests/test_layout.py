@@ -54,7 +54,7 @@ def test_scripts_are_thin_entry_points():
         assert imported_modules(path) <= {"sys", "nst_jax.apps.runner"} | {
             f"nst_jax.apps.runner.{name}" for name in ("run_tool", "stylize", "sweep",
                                                        "fetch_weights", "paper_figures",
-                                                       "control_figures")}, path
+                                                       "control_figures", "serve")}, path
         code_lines = [l for l in path.read_text().splitlines() if l.strip() and not l.startswith("#")]
         assert len(code_lines) <= 10, path
 
@@ -65,7 +65,7 @@ def test_every_tool_has_a_script_and_the_console_scripts_exist():
     scripts = {p.stem for p in (REPO / "scripts").glob("*.py")}
     tools = {p.stem for p in (PACKAGE / "apps").glob("*.py")} - {
         "__init__", "runner", "flags", "progress", "plots", "paper", "controls", "torch_baseline",
-        "peer", "compile_cache"}
+        "peer", "compile_cache", "web", "web_jobs"}
     assert tools == scripts
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for name, target in project["scripts"].items():

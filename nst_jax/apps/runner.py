@@ -206,3 +206,7 @@ def paper_figures() -> int:
 
 def control_figures() -> int:
     return run_tool("nst_jax.apps.control_figures")
+
+
+def serve() -> int:
+    return run_tool("nst_jax.apps.serve")

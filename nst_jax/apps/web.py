@@ -1,0 +1,445 @@
+"""The web page of ``nst-serve``: gradio components around :mod:`nst_jax.apps.web_jobs`.
+
+:class:`App` builds the page (:meth:`App.blocks`):
+
+- the images, shared by both tabs: a content image and up to three styles (uploaded, or
+  the bundled examples), their weights, and how they combine: blended, or each in its
+  region of the output (a mask per style);
+- the settings both tabs share: style scale, colour preservation, start image,
+  optimiser;
+- **Stylize**: size, iterations, α/β (a logarithmic control), seed, coarse-to-fine start
+  size, the live refresh; Run shows the image as it forms with a progress bar, the losses
+  and an ETA; Stop keeps the image so far; the PNG downloads with the command line's
+  metadata;
+- **Sweep**: α/β values x seeds as one compiled grid, shown as a labelled gallery with
+  each point's losses, and the contact sheet to download.
+
+The jobs go through gradio's queue, ``concurrency`` at a time (one by default: a CPU is
+busy with one). Errors in a job are a message in the page (and, for API clients, the
+``AppError`` they get); the server goes on. The API endpoints are ``/stylize``
+(``content``, ``style``, ``size``, ``iterations``, ``log_ratio``, ``seed`` -> the PNG) and
+``/sweep`` (``content``, ``style``, ``ratios``, ``seeds``, ``size``, ``iterations`` ->
+the gallery and the contact sheet); the README shows them with ``gradio_client``.
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+import pathlib
+import sys
+import threading
+import traceback
+import uuid
+from typing import Any, Callable, Iterator
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry: nothing leaves the host
+
+import gradio as gr  # noqa: E402
+
+from nst_jax import stylize as core  # noqa: E402
+from nst_jax.apps import web_jobs as jobs  # noqa: E402
+from nst_jax.apps.sweep import DEFAULTS as SWEEP_DEFAULTS, format_value  # noqa: E402
+from nst_jax.config import COLOR_MODES, INITS, OPTIMIZERS, Config, example_path  # noqa: E402
+from nst_jax.errors import NSTError, one_line  # noqa: E402
+
+DEFAULTS = Config()
+STYLE_SLOTS = 3
+# Every job shares one concurrency group: the server's --concurrency jobs at a time.
+JOBS = "nst_jax-jobs"
+EXAMPLES = [["chelsea.jpg", "starry_night.jpg"], ["fruits.jpg", "starry_night.jpg"]]
+# Sans-serif and monospace of the browser's own: a page that loads no web fonts works offline.
+THEME = gr.themes.Default(font=("ui-sans-serif", "system-ui", "sans-serif"),
+                          font_mono=("ui-monospace", "monospace"))
+CSS = """
+.nst-status progress { width: 100%; height: 0.9em; }
+.nst-status .nst-line { margin: 0.2em 0; font-variant-numeric: tabular-nums; }
+.nst-status .nst-error { color: #b00020; font-weight: 600; }
+"""
+
+
+def duration(seconds: float | None) -> str:
+    """``75.3`` -> ``1 min 15 s``; None -> ``?``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+STATUS_WORDS = {"running": "running", "completed": "done", "converged": "done (converged)",
+                "stopped": "stopped: the image so far is kept",
+                "nonfinite": "the loss became non-finite: the best image so far is kept",
+                "interrupted": "stopped"}
+
+
+def status_html(update: jobs.Update) -> str:
+    """The Stylize tab's status: a progress bar, iterations, losses, speed, ETA."""
+    scale = f" · {update.scale}" if update.scale else ""
+    rate = f"{update.rate:.2f} it/s" if update.rate else "? it/s"
+    eta = "" if update.finished else f" · ETA {duration(update.eta)}"
+    return (f'<div class="nst-status" data-state="{update.status}">'
+            f'<progress value="{update.done}" max="{update.total}"></progress>'
+            f'<p class="nst-line"><b>{html.escape(STATUS_WORDS[update.status])}</b> · iteration '
+            f'{update.done}/{update.total}{html.escape(scale)} · {rate}{eta} · start-up '
+            f'{duration(update.startup)}</p>'
+            f'<p class="nst-line">loss {update.loss:.4g} (content {update.content:.4g}, style '
+            f'{update.style:.4g})</p></div>')
+
+
+def sweep_status_html(update: jobs.SweepUpdate, points: int) -> str:
+    done = len(update.results)
+    eta = "" if update.status != "running" else f" · ETA {duration(update.eta)}"
+    return (f'<div class="nst-status" data-state="{update.status}">'
+            f'<progress value="{update.chunk * update.iterations + update.iteration}" '
+            f'max="{update.chunks * update.iterations}"></progress>'
+            f'<p class="nst-line"><b>{html.escape(STATUS_WORDS[update.status])}</b> · '
+            f'iteration {update.iteration}/{update.iterations} of {points} points at once · '
+            f'{done}/{points} points done{eta} · start-up {duration(update.startup)}</p></div>')
+
+
+def message_html(text: str, state: str = "error") -> str:
+    return (f'<div class="nst-status" data-state="{state}"><p class="nst-line nst-error">'
+            f'{html.escape(text)}</p></div>')
+
+
+def caption(result) -> str:
+    """A sweep point's label in the gallery: its axis values and losses."""
+    labels = " · ".join(f"{'α/β' if k == 'ratio' else k} {format_value(v)}"
+                        for k, v in result.labels.items())
+    state = "" if result.status in ("completed", "converged") else f" ({result.status})"
+    return (f"{labels}: loss {result.total:.3g} (content {result.content:.3g}, "
+            f"style {result.style:.3g}){state}")
+
+
+class JobFailed(Exception):
+    """A job's message for the page (raised as ``gr.Error`` by :func:`_page_error`)."""
+
+
+def _message(error: BaseException) -> str:
+    """The one line the page shows for ``error``; a bug's traceback goes to the server's log."""
+    if isinstance(error, NSTError):
+        return one_line(error)
+    text = str(error)
+    if isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text:
+        return "the server ran out of memory: try a smaller size"
+    traceback.print_exception(error, file=sys.stderr)
+    return f"the job failed ({type(error).__name__}: {one_line(error)[:300]}); the server goes on"
+
+
+class App:
+    """The page and its jobs, on one loaded network (:func:`nst_jax.stylize.load_network`).
+
+    Args:
+      network: the VGG and weights every job uses.
+      limits: the server's :class:`~nst_jax.apps.web_jobs.Limits`.
+      folder: where the jobs write their PNGs (a folder of their own each).
+      concurrency: jobs at a time.
+    """
+
+    def __init__(self, network: core.Network, limits: jobs.Limits, folder: pathlib.Path, *,
+                 concurrency: int = 1):
+        self.network, self.limits, self.folder = network, limits, pathlib.Path(folder)
+        self.concurrency = concurrency
+        self._stops: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def _job_folder(self) -> pathlib.Path:
+        folder = self.folder / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True)
+        return folder
+
+    def _stop_event(self, request: gr.Request | None) -> threading.Event:
+        event = threading.Event()
+        key = getattr(request, "session_hash", None)
+        if key is not None:
+            with self._lock:
+                self._stops[key] = event
+        return event
+
+    def stop(self, request: gr.Request) -> None:
+        """Stop this page's running job after its current chunk (it keeps its image)."""
+        with self._lock:
+            event = self._stops.get(getattr(request, "session_hash", None))
+        if event is not None:
+            event.set()
+
+    def _images(self, content, styles, weights, mode, masks):
+        """The uploads of the image controls, checked."""
+        content = jobs.upload(content, "content image", self.limits)
+        styles = [jobs.upload(s, f"style image {k + 1}", self.limits) for k, s in enumerate(styles)]
+        masks = [jobs.upload(m, f"region mask {k + 1}", self.limits) for k, m in enumerate(masks)]
+        slots = [k for k, s in enumerate(styles) if s is not None]
+        return (content, [styles[k] for k in slots], [weights[k] for k in slots if k < len(weights)],
+                mode, [masks[k] for k in slots if k < len(masks)])
+
+    def _config(self, images, **controls) -> tuple[Config, list]:
+        content, styles, weights, mode, masks = images
+        config = jobs.make_config(content=content, styles=styles, weights=weights, mode=mode,
+                                  masks=masks, weights_path=self.network.info.get("path"),
+                                  limits=self.limits, **controls)
+        uploads = [u for u in [content, *styles, *masks] if u is not None]
+        return config, uploads
+
+    def _inputs(self, config: Config, uploads: list, images) -> core.Inputs:
+        content, _, _, mode, masks = images
+        inputs = jobs.load_inputs(config, uploads)
+        if mode == jobs.REGIONS:
+            jobs.check_masks([m for m in masks if m is not None], content)
+        return inputs
+
+    def stylize_updates(self, images, controls: dict, *, every: int, stop: threading.Event
+                        ) -> Iterator[jobs.Update]:
+        """The :func:`nst_jax.apps.web_jobs.stylize` updates of a request."""
+        config, uploads = self._config(images, **controls)
+        inputs = self._inputs(config, uploads, images)
+        content, styles, _, _, masks = images
+        arguments = {"content": content.name, "style": [s.name for s in styles],
+                     **({"content_masks": [m.name for m in masks if m is not None]}
+                        if images[3] == jobs.REGIONS else {}), **controls}
+        yield from jobs.stylize(config, self.network, self._job_folder(), arguments=arguments,
+                                stop=stop, every=every, inputs=inputs,
+                                shown=jobs.named_config(config, uploads))
+
+    def run_page(self, content, style_1, style_2, style_3, weight_1, weight_2, weight_3, mode,
+                 mask_1, mask_2, mask_3, style_scale, colours, init, optimizer, size, iterations,
+                 log_ratio, seed, start_size, every, request: gr.Request):
+        """Run: the image, the status and the download, every few iterations."""
+        stop = self._stop_event(request)
+        controls = dict(size=size, iterations=iterations, log_ratio=log_ratio,
+                        style_scale=style_scale, preserve_colors=colours, start_size=start_size,
+                        init=init, seed=seed, optimizer=optimizer)
+        try:
+            images = self._images(content, [style_1, style_2, style_3],
+                                  [weight_1, weight_2, weight_3], mode, [mask_1, mask_2, mask_3])
+            every = jobs.whole_number(every, "Refresh every", 1, 1000)
+            for update in self.stylize_updates(images, controls, every=every, stop=stop):
+                output = str(update.output) if update.output else None
+                yield (output or update.image, status_html(update), output)
+        except Exception as e:  # noqa: BLE001 - every failure is a message; the server goes on
+            text = _message(e)
+            yield gr.skip(), message_html(text), gr.skip()
+            raise gr.Error(text, print_exception=False) from None
+
+    def api_stylize(self, content, style, size, iterations, log_ratio, seed, request: gr.Request):
+        """``/stylize``: the PNG of ``content`` in the style of ``style``."""
+        try:
+            images = self._images(content, [style], [1.0], jobs.BLEND, [])
+            controls = dict(size=size, iterations=iterations, log_ratio=log_ratio, seed=seed)
+            last = None
+            for last in self.stylize_updates(images, controls, every=max(1, int(iterations)),
+                                             stop=self._stop_event(request)):
+                pass
+            return str(last.output)
+        except Exception as e:  # noqa: BLE001
+            raise gr.Error(_message(e), print_exception=False) from None
+
+    def sweep_updates(self, images, shared: dict, size, iterations, ratios, seeds,
+                      stop: threading.Event) -> Iterator[tuple[jobs.SweepUpdate, int]]:
+        config, uploads = self._config(images, size=size, iterations=iterations, **shared)
+        grid = jobs.sweep_grid(config, ratios, seeds, self.limits)
+        inputs = self._inputs(config, uploads, images)
+        for update in jobs.sweep(grid, inputs, self.network, self._job_folder(), stop=stop):
+            yield update, len(grid)
+
+    def run_sweep(self, content, style_1, style_2, style_3, weight_1, weight_2, weight_3, mode,
+                  mask_1, mask_2, mask_3, style_scale, colours, init, optimizer, size, iterations,
+                  ratios, seeds, request: gr.Request):
+        """Run sweep: the gallery, the status and the contact sheet."""
+        stop = self._stop_event(request)
+        try:
+            images = self._images(content, [style_1, style_2, style_3],
+                                  [weight_1, weight_2, weight_3], mode, [mask_1, mask_2, mask_3])
+            shared = dict(style_scale=style_scale, preserve_colors=colours, init=init,
+                          optimizer=optimizer)
+            for update, points in self.sweep_updates(images, shared, size, iterations, ratios,
+                                                     seeds, stop):
+                gallery = [(str(update.files[r.index]), caption(r)) for r in update.results]
+                sheet = str(update.sheet) if update.sheet else None
+                yield (gallery if gallery else gr.skip(), sweep_status_html(update, points),
+                       sheet if sheet else gr.skip())
+        except Exception as e:  # noqa: BLE001
+            text = _message(e)
+            yield gr.skip(), message_html(text), gr.skip()
+            raise gr.Error(text, print_exception=False) from None
+
+    def api_sweep(self, content, style, ratios, seeds, size, iterations, request: gr.Request):
+        """``/sweep``: the points' PNGs with their captions, and the contact sheet."""
+        try:
+            images = self._images(content, [style], [1.0], jobs.BLEND, [])
+            last = None
+            for last, _ in self.sweep_updates(images, {}, size, iterations, ratios, seeds,
+                                              self._stop_event(request)):
+                pass
+            return ([(str(last.files[r.index]), caption(r)) for r in last.results],
+                    str(last.sheet))
+        except Exception as e:  # noqa: BLE001
+            raise gr.Error(_message(e), print_exception=False) from None
+
+    def launch(self, host: str, port: int, *, queue_size: int = 20) -> gr.Blocks:
+        """Build the page and serve it on ``host:port`` from a thread of its own; returns
+        the page (``close()`` stops it)."""
+        page = self.blocks()
+        page.queue(max_size=queue_size, default_concurrency_limit=self.concurrency)
+        page.launch(server_name=host, server_port=port, prevent_thread_lock=True,
+                    show_error=True, quiet=True, inbrowser=False, theme=THEME, css=CSS,
+                    max_file_size=self.limits.max_upload_bytes, footer_links=["api"])
+        return page
+
+    # --- the page -----------------------------------------------------------------------
+
+    def blocks(self) -> gr.Blocks:
+        limits = self.limits
+        size_default = min(DEFAULTS.size, limits.max_size)
+        iterations_default = min(DEFAULTS.iterations, limits.max_iterations)
+        job = dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)
+        with gr.Blocks(title="nst_jax: neural style transfer", analytics_enabled=False,
+                       delete_cache=(3600, 86400)) as page:
+            gr.Markdown("## nst_jax: neural style transfer (Gatys, Ecker & Bethge, CVPR 2016)\n"
+                        "Upload a photo and a painting, or pick an example; **Run** paints the "
+                        "photo in the painting's style, showing the image as it forms.")
+            with gr.Row():
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        content = gr.Image(str(example_path("chelsea.jpg")), type="filepath",
+                                           label="Content image", sources=["upload", "clipboard"],
+                                           elem_id="content-image", height=240)
+                        style_1 = gr.Image(str(example_path("starry_night.jpg")), type="filepath",
+                                           label="Style image", sources=["upload", "clipboard"],
+                                           elem_id="style-image-1", height=240)
+                    gr.Examples([[str(example_path(c)), str(example_path(s))] for c, s in EXAMPLES],
+                                [content, style_1], label="Examples")
+                    with gr.Accordion("More styles, blend weights and regions", open=False):
+                        with gr.Row():
+                            style_2 = gr.Image(None, type="filepath", label="Style image 2",
+                                               elem_id="style-image-2", height=160)
+                            style_3 = gr.Image(None, type="filepath", label="Style image 3",
+                                               elem_id="style-image-3", height=160)
+                        with gr.Row():
+                            weights = [gr.Number(1.0, label=f"Weight of style {k + 1}", minimum=0,
+                                                 elem_id=f"style-weight-{k + 1}")
+                                       for k in range(STYLE_SLOTS)]
+                        mode = gr.Radio([("Blend the styles over the whole image", jobs.BLEND),
+                                         ("Paint each style in its region (masks)", jobs.REGIONS)],
+                                        value=jobs.BLEND, label="Several styles",
+                                        elem_id="style-mode")
+                        with gr.Row():
+                            masks = [gr.Image(None, type="filepath", height=120,
+                                              label=f"Region of style {k + 1} (white)",
+                                              elem_id=f"region-mask-{k + 1}")
+                                     for k in range(STYLE_SLOTS)]
+                    with gr.Accordion("Settings of both tabs", open=False):
+                        style_scale = gr.Slider(0.25, 2.0, 1.0, step=0.05, label="Style scale",
+                                                info="the style image's size as a multiple of "
+                                                     "the output's: smaller makes finer strokes")
+                        colours = gr.Dropdown(list(COLOR_MODES), value=DEFAULTS.preserve_colors,
+                                              label="Colours",
+                                              info="keep the content's colours (none: the "
+                                                   "style's)")
+                        init = gr.Dropdown(list(INITS), value=DEFAULTS.init, label="Start from",
+                                           info="white noise (the paper's), the content or the "
+                                                "style")
+                        optimizer = gr.Dropdown(list(OPTIMIZERS), value=DEFAULTS.optimizer,
+                                                label="Optimiser")
+                with gr.Column(scale=3):
+                    with gr.Tabs():
+                        with gr.Tab("Stylize", id="stylize"):
+                            with gr.Row():
+                                size = gr.Slider(16, limits.max_size, size_default, step=1,
+                                                 label="Size (long side, px)", elem_id="size")
+                                iterations = gr.Slider(1, limits.max_iterations,
+                                                       iterations_default, step=1,
+                                                       label="Iterations", elem_id="iterations")
+                            with gr.Row():
+                                log_ratio = gr.Slider(
+                                    -6, 2, round(math.log10(DEFAULTS.alpha / DEFAULTS.beta), 2),
+                                    step=0.1, label="log₁₀ α/β: content against style",
+                                    info="-3 is the paper's 1e-3; lower is more style",
+                                    elem_id="log-ratio")
+                                seed = gr.Number(DEFAULTS.seed, precision=0, minimum=0,
+                                                 label="Seed (of the white noise)", elem_id="seed")
+                            with gr.Row():
+                                start_size = gr.Slider(0, limits.max_size, 0, step=1,
+                                                       label="Start size (coarse to fine; 0: off)",
+                                                       elem_id="start-size")
+                                every = gr.Slider(1, 50, 10, step=1,
+                                                  label="Refresh the image every N iterations",
+                                                  elem_id="every")
+                            with gr.Row():
+                                run = gr.Button("Run", variant="primary", elem_id="run")
+                                stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                            result = gr.Image(None, label="Result", format="png",
+                                              interactive=False, elem_id="result", height=420)
+                            status = gr.HTML("", elem_id="status")
+                            download = gr.File(None, label="Download (PNG with the settings and "
+                                                           "the loss in its metadata)",
+                                               interactive=False, elem_id="download")
+                        with gr.Tab("Sweep", id="sweep"):
+                            gr.Markdown("Every combination of α/β and seed, computed at once "
+                                        "as one compiled grid.")
+                            with gr.Row():
+                                ratios = gr.Textbox("1e-4, 1e-3, 1e-2", label="α/β values",
+                                                    elem_id="sweep-ratios")
+                                seeds = gr.Textbox("0", label="Seeds", elem_id="sweep-seeds")
+                            with gr.Row():
+                                sweep_size = gr.Slider(16, limits.max_size,
+                                                       min(SWEEP_DEFAULTS["size"], limits.max_size),
+                                                       step=1, label="Size (long side, px)",
+                                                       elem_id="sweep-size")
+                                sweep_iterations = gr.Slider(
+                                    1, limits.max_iterations,
+                                    min(SWEEP_DEFAULTS["iterations"], limits.max_iterations),
+                                    step=1, label="Iterations", elem_id="sweep-iterations")
+                            with gr.Row():
+                                run_sweep = gr.Button("Run sweep", variant="primary",
+                                                      elem_id="run-sweep")
+                                stop_sweep = gr.Button("Stop", variant="stop", elem_id="stop-sweep")
+                            sweep_status = gr.HTML("", elem_id="sweep-status")
+                            gallery = gr.Gallery(label="Points", columns=3, height="auto",
+                                                 format="png", elem_id="gallery")
+                            sheet = gr.File(None, label="Contact sheet", interactive=False,
+                                            elem_id="contact-sheet")
+            images = [content, style_1, style_2, style_3, *weights, mode, *masks]
+            shared = [style_scale, colours, init, optimizer]
+            run.click(self.run_page, images + shared + [size, iterations, log_ratio, seed,
+                                                        start_size, every],
+                      [result, status, download], api_visibility="undocumented",
+                      api_name="run_page", **job)
+            run_sweep.click(self.run_sweep, images + shared + [sweep_size, sweep_iterations,
+                                                               ratios, seeds],
+                            [gallery, sweep_status, sheet], api_visibility="undocumented",
+                            api_name="run_sweep", **job)
+            for button in (stop, stop_sweep):
+                button.click(self.stop, None, None, queue=False, api_name="stop",
+                             api_visibility="undocumented")
+            self._api(limits)
+        return page
+
+    def _api(self, limits: jobs.Limits) -> None:
+        """The hidden components of the ``/stylize`` and ``/sweep`` endpoints."""
+        job = dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)
+        with gr.Column(visible=False):
+            content = gr.Image(type="filepath", label="content")
+            style = gr.Image(type="filepath", label="style")
+            size = gr.Number(min(DEFAULTS.size, limits.max_size), label="size", precision=0)
+            iterations = gr.Number(min(DEFAULTS.iterations, limits.max_iterations),
+                                   label="iterations", precision=0)
+            log_ratio = gr.Number(math.log10(DEFAULTS.alpha / DEFAULTS.beta), label="log_ratio")
+            seed = gr.Number(DEFAULTS.seed, label="seed", precision=0)
+            image = gr.Image(type="filepath", format="png", label="image")
+            ratios = gr.Textbox("1e-4, 1e-3, 1e-2", label="ratios")
+            seeds = gr.Textbox("0", label="seeds")
+            sweep_size = gr.Number(min(SWEEP_DEFAULTS["size"], limits.max_size), label="size",
+                                   precision=0)
+            sweep_iterations = gr.Number(min(SWEEP_DEFAULTS["iterations"], limits.max_iterations),
+                                         label="iterations", precision=0)
+            points = gr.Gallery(label="points", format="png")
+            sheet = gr.Image(type="filepath", format="png", label="contact_sheet")
+            go = gr.Button(visible=False)
+            go.click(self.api_stylize, [content, style, size, iterations, log_ratio, seed], image,
+                     api_name="stylize", **job)
+            sweep = gr.Button(visible=False)
+            sweep.click(self.api_sweep, [content, style, ratios, seeds, sweep_size,
+                                         sweep_iterations], [points, sheet], api_name="sweep",
+                        **job)

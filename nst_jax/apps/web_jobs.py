@@ -1,0 +1,459 @@
+"""The web page's jobs, without the page: what ``nst-serve`` runs for each request.
+
+:mod:`nst_jax.apps.web` turns the page's controls into calls of this module and its
+results into the page; everything here works without gradio (and is tested so):
+
+- :func:`upload` checks an uploaded file (its size against the server's limit, that it
+  is a file) and keeps the name the user gave it for messages;
+- :func:`make_config` turns the controls into a :class:`nst_jax.config.Config`, within
+  the server's :class:`Limits`, with messages that name the controls;
+- :func:`stylize` runs one style transfer (coarse to fine where asked) and yields an
+  :class:`Update` every few iterations, until it ends or ``stop`` is set; it ends with
+  the PNG the command line writes (:func:`nst_jax.apps.stylize.png_metadata`);
+- :func:`sweep_grid` and :func:`sweep` run α/β values x seeds as one compiled grid
+  (:class:`nst_jax.sweep.Sweeper`) and write what ``scripts/sweep.py`` writes (the
+  points' PNGs and the contact sheet).
+
+Every bad input is an :class:`~nst_jax.errors.NSTError` whose message is one line meant
+for the person at the page; the file paths in it are the names they uploaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image
+
+from nst_jax import coarse_to_fine, images, stylize as core
+from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError
+from nst_jax.errors import NSTError, one_line
+
+# The page's names of the Config fields it sets (for messages).
+LABELS = {"size": "Size", "iterations": "Iterations", "alpha": "α/β", "beta": "α/β",
+          "style_scale": "Style scale", "preserve_colors": "Colours", "start_size": "Start size",
+          "init": "Start from", "seed": "Seed", "optimizer": "Optimiser",
+          "style_blend_weights": "Style weights", "region_weights": "Style weights",
+          "content_masks": "Region masks", "tv_weight": "TV weight"}
+# How the page combines several styles.
+BLEND, REGIONS = "blend", "regions"
+# A mask's aspect ratio may differ from the content's by this fraction (rounding of sizes).
+ASPECT_TOLERANCE = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What the server accepts (its flags): the largest output side in px, the most
+    iterations (of each scale), the largest upload in MB, the most points of a sweep."""
+
+    max_size: int = 512
+    max_iterations: int = 1000
+    max_upload_mb: float = 20.0
+    max_points: int = 16
+
+    def __post_init__(self):
+        for name, low, high in (("max_size", images.MIN_SIDE, images.MAX_SIDE),
+                                ("max_iterations", 1, MAX_ITERATIONS), ("max_points", 1, 1024)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and low <= value <= high):
+                raise NSTError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+        if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0):
+            raise NSTError(f"max_upload_mb must be a number > 0, got {self.max_upload_mb!r}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
+
+
+class Upload(NamedTuple):
+    """An uploaded file: where the server keeps it and the name it was uploaded as."""
+
+    path: pathlib.Path
+    name: str
+
+    def named(self, message: str) -> str:
+        """``message`` with the server's path of the file replaced by its uploaded name."""
+        return message.replace(str(self.path), self.name)
+
+
+def upload(value: Any, what: str, limits: Limits) -> Upload | None:
+    """The file of a page input (gradio's file data ``{"path", "orig_name"}``, a path, or
+    None for none), checked: a file no larger than ``limits.max_upload_mb``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        path, name = value.get("path"), value.get("orig_name")
+    else:
+        path, name = value, None
+    if not path:
+        return None
+    path = pathlib.Path(path)
+    name = name or path.name
+    if not path.is_file():
+        raise NSTError(f"the {what} {name} did not arrive; upload it again")
+    size = path.stat().st_size
+    if size > limits.max_upload_bytes:
+        raise NSTError(f"the {what} {name} is {size / 1e6:.1f} MB; this server takes files up to "
+                       f"{limits.max_upload_mb:g} MB")
+    return Upload(path, name)
+
+
+def alpha_beta(log_ratio: Any) -> tuple[float, float]:
+    """``(α, β)`` of the page's logarithmic control (``log10 α/β``): β is the CLI's
+    default, so the default ratio gives the CLI's α and β (and the same loss values)."""
+    beta = Config().beta
+    return float(10.0 ** number(log_ratio, "α/β")) * beta, beta
+
+
+def number(value: Any, label: str) -> float:
+    """A control's value as a finite float (a message naming ``label`` otherwise)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise NSTError(f"{label} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise NSTError(f"{label} must be a finite number, got {value!r}")
+    return out
+
+
+def whole_number(value: Any, label: str, low: int, high: int, why: str = "") -> int:
+    """A control's value as a whole number in ``[low, high]``; ``why`` explains the range."""
+    out = number(value, label)
+    if out != int(out) or not low <= out <= high:
+        raise NSTError(f"{label} must be a whole number from {low} to {high}{why}, got {out:g}")
+    return int(out)
+
+
+def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[Any] = (),
+                mode: str = BLEND, masks: Sequence[Upload | None] = (), size: Any = 256,
+                iterations: Any = 200, log_ratio: Any = -3.0, style_scale: Any = 1.0,
+                preserve_colors: str = "none", start_size: Any = 0, init: str = "noise",
+                seed: Any = 0, optimizer: str = "lbfgs-stepwise", tv_weight: Any = 0.0,
+                weights_path: str | None = None, limits: Limits = Limits()) -> Config:
+    """The :class:`Config` of the page's controls, within ``limits``.
+
+    ``styles`` with their ``weights`` (one each; normalised) are blended over the whole
+    image (``mode='blend'``) or each painted in its region (``mode='regions'``: ``masks``,
+    one per style). ``log_ratio`` is ``log10 α/β`` (:func:`alpha_beta`); ``start_size`` 0 is one
+    scale; ``style_scale`` 1 is the style at the output's size. Defaults are the CLI's.
+
+    Raises:
+      NSTError: a control is out of its range or the server's limits, or the styles,
+        weights and masks do not go together; the message names the control.
+    """
+    if content is None:
+        raise NSTError("upload a content image (or pick an example)")
+    styles = [s for s in styles if s is not None]
+    if not styles:
+        raise NSTError("upload a style image (or pick an example)")
+    size = whole_number(size, "Size", images.MIN_SIDE, limits.max_size, " (this server's limit)")
+    iterations = whole_number(iterations, "Iterations", 1, limits.max_iterations,
+                        " (this server's limit)")
+    start = whole_number(start_size, "Start size", 0, limits.max_size)
+    seed = whole_number(seed, "Seed", 0, MAX_SEED)
+    scale = number(style_scale, "Style scale")
+    alpha, beta = alpha_beta(log_ratio)
+    weights = list(weights)[: len(styles)] + [1.0] * (len(styles) - len(weights))
+    weights = [number(w, "Style weights") for w in weights]
+    fields: dict[str, Any] = {}
+    if mode == REGIONS:
+        given = [m for m in list(masks)[: len(styles)]]
+        given += [None] * (len(styles) - len(given))
+        missing = [str(k + 1) for k, m in enumerate(given) if m is None]
+        if missing:
+            raise NSTError(f"painting styles by region needs a region mask for every style: "
+                           f"style {', '.join(missing)} has none")
+        fields.update(content_masks=tuple(str(m.path) for m in given),
+                      region_weights=tuple(weights) if len(styles) > 1 else None)
+    elif mode == BLEND:
+        if len(styles) > 1:
+            fields["style_blend_weights"] = tuple(weights)
+    else:
+        raise NSTError(f"styles combine by {BLEND} or {REGIONS}, got {mode!r}")
+    if init not in INITS:
+        raise NSTError(f"Start from must be one of {', '.join(INITS)}, got {init!r}")
+    try:
+        return Config(content=str(content.path), style=tuple(str(s.path) for s in styles),
+                      size=size, iterations=iterations, alpha=alpha, beta=beta,
+                      style_scale=None if scale == 1.0 else (scale,),
+                      preserve_colors=preserve_colors, start_size=start or None, init=init,
+                      seed=seed, optimizer=optimizer, tv_weight=number(tv_weight, "TV weight"),
+                      weights=weights_path, **fields)
+    except ConfigError as e:
+        raise NSTError(f"{LABELS.get(e.field, e.field)} {e.problem}") from None
+
+
+def _size_of(item: Upload) -> tuple[int, int] | None:
+    try:
+        with Image.open(item.path) as img:
+            return img.size
+    except (OSError, Image.DecompressionBombError):
+        return None  # load_inputs says why, in one line
+
+
+def check_masks(masks: Sequence[Upload], content: Upload) -> None:
+    """A region mask must have the content's shape (aspect ratio): it is resized to the
+    content, and a stretched mask would put the regions elsewhere than drawn."""
+    size = _size_of(content)
+    for k, mask in enumerate(masks):
+        mask_size = _size_of(mask)
+        if size is None or mask_size is None:
+            continue
+        (width, height), (w, h) = size, mask_size
+        if abs((w / h) / (width / height) - 1.0) > ASPECT_TOLERANCE:
+            raise NSTError(f"region mask {k + 1} ({mask.name}) is {w}x{h} px but the content "
+                           f"({content.name}) is {width}x{height}: a mask must have the "
+                           f"content's shape")
+
+
+def named_config(config: Config, uploads: Sequence[Upload]) -> Config:
+    """``config`` with the uploaded files' names instead of the server's paths (what the
+    PNG's metadata records)."""
+    names = {str(u.path): u.name for u in uploads}
+    rename = lambda paths: None if paths is None else tuple(names.get(p, p) for p in paths)  # noqa: E731
+    return config.replace(content=names.get(config.content, config.content),
+                          style=rename(config.style), content_masks=rename(config.content_masks))
+
+
+def load_inputs(config: Config, uploads: Sequence[Upload]) -> core.Inputs:
+    """:func:`nst_jax.stylize.load_inputs`, with the uploaded names in its messages."""
+    try:
+        return core.load_inputs(config)
+    except ConfigError as e:
+        message = f"{LABELS.get(e.field, e.field)} {e.problem}"
+    except NSTError as e:
+        message = one_line(e)
+    for item in uploads:
+        message = item.named(message)
+    raise NSTError(message)
+
+
+@dataclasses.dataclass
+class Update:
+    """Where a job stands, after a chunk of iterations (or at its end).
+
+    ``image``: the result so far (uint8, ``(H, W, 3)``); ``done`` / ``total``: iterations
+    done and to do over every scale; ``scale``: which scale (``""`` for one);
+    ``loss``, ``content``, ``style``: eq. 7 and its terms (unweighted); ``rate``:
+    iterations per second since the first chunk (which includes compiling); ``eta``:
+    seconds left; ``startup``: seconds from the request to the first chunk's end;
+    ``status``: ``running``, then ``completed``, ``converged``, ``stopped`` or
+    ``nonfinite``; ``output``: the PNG, once written.
+    """
+
+    image: np.ndarray
+    done: int
+    total: int
+    scale: str
+    loss: float
+    content: float
+    style: float
+    rate: float | None
+    eta: float | None
+    startup: float | None
+    status: str = "running"
+    output: pathlib.Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+
+class _Clock:
+    """Rate and ETA of a job: counted from the end of the first chunk (which compiles)."""
+
+    def __init__(self, total: int, clock: Callable[[], float], began: float | None = None):
+        self.clock, self.total = clock, total
+        self.began = clock() if began is None else began
+        self.first: tuple[float, int] | None = None
+
+    def tick(self, done: int) -> tuple[float | None, float | None, float]:
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+        start, done0 = self.first
+        rate = (done - done0) / (now - start) if now > start and done > done0 else None
+        eta = (self.total - done) / rate if rate else None
+        return rate, eta, self.first[0] - self.began
+
+
+def stylize(config: Config, network: core.Network, folder: pathlib.Path, *,
+            arguments: dict, stop: threading.Event | None = None, every: int = 10,
+            inputs: core.Inputs | None = None, shown: Config | None = None,
+            clock: Callable[[], float] = time.monotonic) -> Iterator[Update]:
+    """Run ``config`` on ``network``, yielding an :class:`Update` every ``every``
+    iterations and a last one with the PNG written to ``folder/stylized.png``: 8-bit,
+    with the metadata of ``scripts/stylize.py``'s output (``arguments`` are the controls as
+    given; ``shown`` is the config recorded, default ``config``). Setting ``stop`` ends the
+    run after the current chunk; the best image so far is kept and written (status
+    ``stopped``)."""
+    from nst_jax.apps.stylize import png_metadata, scale_metadata
+
+    stop = stop or threading.Event()
+    every = max(1, int(every))
+    scales = coarse_to_fine.plan(config)
+    timer = _Clock(sum(s.config.iterations for s in scales), clock)
+    inputs = inputs if inputs is not None else core.load_inputs(config)
+    status, scale, job, before = "completed", None, None, 0
+    for scale, job in coarse_to_fine.stylizations(config, network, inputs=inputs):
+        before = sum(s.config.iterations for s in scales[:scale.index])  # the earlier scales'
+        label = scale.label() if scale.count > 1 else ""
+        while not job.done and not stop.is_set():
+            job.step(every)
+            done = before + int(job.state.iteration)
+            total, terms = job.latest()
+            rate, eta, startup = timer.tick(done)
+            yield Update(images.quantize(job.result(), 8), done, timer.total, label, total,
+                         terms.content, terms.style, rate, eta, startup)
+        if stop.is_set():
+            status = "stopped"
+            break
+    if bool(job.state.nonfinite):
+        status = "nonfinite"
+    elif bool(job.state.converged) and status == "completed":
+        status = "converged"
+    image, total, terms = job.saved(8)
+    iteration = int(job.state.iteration)
+    meta = png_metadata(shown or config, arguments, network.info, {
+        "status": status, "iterations_done": iteration, "evaluations": int(job.state.evaluations),
+        **scale_metadata(scale), "loss_total": total, "loss_content": terms.content,
+        "loss_style": terms.style, "loss_tv": terms.tv, "bit_depth": 8})
+    output = folder / "stylized.png"
+    images.save_image(output, image, meta, bits=8)
+    rate, eta, startup = timer.tick(before + iteration)
+    yield Update(image, before + iteration, timer.total, label, total, terms.content, terms.style,
+                 rate, 0.0, startup, status, output)
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+
+def parse_values(text: Any, label: str, parse: Callable[[str], Any]) -> list:
+    """``"1e-4, 1e-3"`` -> the values (commas or spaces between them)."""
+    items = [t for t in str(text or "").replace(",", " ").split() if t]
+    if not items:
+        raise NSTError(f"{label}: give at least one value")
+    out = []
+    for item in items:
+        try:
+            out.append(parse(item))
+        except ValueError:
+            raise NSTError(f"{label}: {item!r} is not a number") from None
+    if len(set(out)) != len(out):
+        raise NSTError(f"{label}: a value is given twice")
+    return out
+
+
+def sweep_grid(base: Config, ratios: Any, seeds: Any, limits: Limits):
+    """The :class:`nst_jax.sweep.Grid` of α/β values (text, e.g. ``"1e-4, 1e-3"``) x seeds
+    (``"0, 1"``) around ``base``, at most ``limits.max_points`` points."""
+    from nst_jax.sweep import Grid
+
+    ratio_values = parse_values(ratios, "α/β values", float)
+    seed_values = parse_values(seeds, "Seeds", int)
+    points = len(ratio_values) * len(seed_values)
+    if points > limits.max_points:
+        raise NSTError(f"{points} points ({len(ratio_values)} α/β values x {len(seed_values)} "
+                       f"seeds); this server runs at most {limits.max_points} at once")
+    if base.start_size is not None:
+        base = base.replace(start_size=None)  # a sweep runs every point at one size
+    try:
+        return Grid.product(base, ratio=ratio_values, seed=seed_values)
+    except ConfigError as e:
+        name = {"alpha": "α/β values", "beta": "α/β values", "ratio": "α/β values",
+                "seed": "Seeds"}.get(e.field, LABELS.get(e.field, e.field))
+        raise NSTError(f"{name} {e.problem}") from None
+
+
+@dataclasses.dataclass
+class SweepUpdate:
+    """Where a sweep stands: ``iteration`` of ``iterations`` of chunk ``chunk`` of
+    ``chunks``; ``results``: the finished points (:class:`nst_jax.sweep.PointResult`,
+    with ``files[index]`` its PNG); ``sheet``: the contact sheet once a chunk is written;
+    ``status``: ``running``, ``completed`` or ``stopped``; ``startup``: seconds to the
+    first progress report."""
+
+    iteration: int
+    iterations: int
+    chunk: int
+    chunks: int
+    results: list
+    files: dict
+    sheet: pathlib.Path | None
+    startup: float | None
+    status: str = "running"
+    eta: float | None = None
+
+
+def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path, *,
+          stop: threading.Event | None = None,
+          clock: Callable[[], float] = time.monotonic) -> Iterator[SweepUpdate]:
+    """Run ``grid`` as one compiled call per chunk (:class:`nst_jax.sweep.Sweeper`),
+    writing what ``scripts/sweep.py`` writes into ``folder``; yield a :class:`SweepUpdate`
+    after each call and a last one. ``stop`` ends it after the current call (the points
+    so far are kept, with status ``interrupted``)."""
+    from nst_jax.apps.sweep import CONTACT_SHEET, Writer, point_name
+    from nst_jax.sweep import Sweeper
+
+    stop = stop or threading.Event()
+    began = clock()
+    writer = Writer(folder, grid, title="nst_jax sweep")
+    events: queue.Queue = queue.Queue()
+    state = {"iteration": 0, "chunk": 0, "chunks": 1, "startup": None}
+    timer = None
+
+    def on_progress(p) -> None:
+        events.put(("progress", p))
+        if stop.is_set():
+            raise KeyboardInterrupt  # Sweeper.run hands the chunk's points on, then re-raises
+
+    def on_chunk(results) -> None:
+        writer.chunk(results)
+        events.put(("chunk", results))
+
+    def work() -> None:
+        try:
+            sweeper = Sweeper.for_grids(inputs.content, inputs.styles, network.params, [grid],
+                                        module=network.module,
+                                        preprocessing=network.preprocessing,
+                                        content_masks=inputs.content_masks,
+                                        style_masks=inputs.style_masks)
+            sweeper.run(grid, on_chunk=on_chunk, on_progress=on_progress)
+            events.put(("end", "completed"))
+        except KeyboardInterrupt:
+            events.put(("end", "stopped"))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            events.put(("error", e))
+
+    thread = threading.Thread(target=work, name="nst_jax-sweep", daemon=True)
+    thread.start()
+    results: list = []
+    files: dict = {}
+    while True:
+        kind, value = events.get()
+        if kind == "error":
+            thread.join()
+            raise value
+        if kind == "progress":
+            if timer is None:
+                timer = _Clock(value.num_chunks * value.iterations, clock, began)
+            _, eta, state["startup"] = timer.tick(value.chunk * value.iterations + value.iteration)
+            state.update(iteration=value.iteration, chunk=value.chunk, chunks=value.num_chunks)
+            yield SweepUpdate(value.iteration, value.iterations, value.chunk, value.num_chunks,
+                              list(results), dict(files), None, state["startup"], eta=eta)
+        elif kind == "chunk":
+            for r in value:
+                results.append(r)
+                files[r.index] = folder / f"{point_name(r.index, r.labels)}.png"
+        else:
+            thread.join()
+            results.sort(key=lambda r: r.index)
+            yield SweepUpdate(state["iteration"], grid.iterations, state["chunk"], state["chunks"],
+                              results, files, folder / CONTACT_SHEET if results else None,
+                              state["startup"], value, 0.0)
+            return

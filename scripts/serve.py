@@ -1,0 +1,11 @@
+"""Serve the web page (needs the web extra): ``python scripts/serve.py --help``."""
+import sys
+
+try:  # standard library only; a Ctrl-C during it still gets one line, no traceback
+    from nst_jax.apps.runner import serve
+except KeyboardInterrupt:
+    print("error: interrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(130)
+
+if __name__ == "__main__":
+    sys.exit(serve())
