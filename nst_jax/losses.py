@@ -325,9 +325,8 @@ class Loss:
     arrays (a :class:`nst_jax.tiling.TiledLoss`: the kernels and its tiles' targets).
 
     Called without ``data`` the loss uses its own, which a jitted caller then embeds
-    as compile-time constants (:class:`nst_jax.sweep.Sweeper` does, so that every
-    process of a multi-process sweep embeds the same values).
-    :func:`nst_jax.stylize.prepare` passes :attr:`data` as an *argument* of its compiled
+    as compile-time constants. :func:`nst_jax.stylize.prepare` and
+    :class:`nst_jax.sweep.Sweeper` pass :attr:`data` as an *argument* of their compiled
     functions instead: they then do not depend on the images, so a second image pair
     of the same size reuses them, JAX's persistent compilation cache serves them to a
     new process, and they compile faster (README, Performance).

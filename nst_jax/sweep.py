@@ -228,12 +228,39 @@ def to_host(tree):
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
+@functools.lru_cache(maxsize=16)
+def grid_programs(fn: Callable, settings: optimize.Settings, iterations: int, mesh: Mesh):
+    """The compiled functions of a grid of the loss ``fn`` (:attr:`Loss.fn`), vmapped over
+    the points and sharded along ``mesh``'s grid axis, the loss's data an argument:
+    ``start(content, style_start, points, data)``, ``advance(state, num_steps, weights,
+    data)`` and ``terms(pixels, weights, data)``. Cached like
+    :func:`nst_jax.stylize.compiled_programs`: a second grid of the same shape (other
+    images, other values) traces and compiles nothing."""
+    on_grid = NamedSharding(mesh, PartitionSpec(GRID_AXIS))
+
+    def start(content, style_start, point, data):
+        fun = lambda x: fn(x, point.weights, data)  # noqa: E731
+        solver = optimize.make_solver(fun, settings)
+        return optimize.init(solver, fun, start_pixels(point, content, style_start), iterations)
+
+    def advance(state, num_steps, weights, data):
+        fun = lambda x: fn(x, weights, data)  # noqa: E731
+        return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
+                            settings.tolerance)
+
+    # Not donating the state: an interrupt between calls must leave the last one readable.
+    return (jax.jit(jax.vmap(start, in_axes=(None, None, 0, None)), out_shardings=on_grid),
+            jax.jit(jax.vmap(advance, in_axes=(0, None, 0, None)), out_shardings=on_grid),
+            jax.jit(jax.vmap(fn, in_axes=(0, 0, None)), out_shardings=on_grid))
+
+
 class Sweeper:
     """The compiled functions of one grid shape: start, advance and score a batch of points.
 
-    The weights and the style/content targets are constants of the compiled
-    functions, the images are replicated over the mesh, and the points are
-    sharded along the grid axis; a batch's size must be a multiple of the mesh size.
+    The network's variables and the style/content targets are an argument of the
+    compiled functions (:func:`grid_programs`, shared by every Sweeper of the same
+    shape), replicated like the images over the mesh, and the points are sharded
+    along the grid axis; a batch's size must be a multiple of the mesh size.
 
     Args:
       content / style: RGB float32 in [0, 1]; the output has the content's size. ``style``
@@ -271,28 +298,16 @@ class Sweeper:
         self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
         module = self.module = module or VGG19()
         replicated = functools.partial(_place, self.mesh, spec=PartitionSpec())
-        self._grid_sharding = NamedSharding(self.mesh, PartitionSpec(GRID_AXIS))
         self.content = replicated(np.asarray(content, np.float32))
         # Initialisation from the style image starts from (the first) one at the content's size.
         self.style_start = replicated(resize_to(styles[0], content.shape[:2]))
         loss_fn = build_loss_fn(params, content, styles, content_layers, style_layers, module,
                                 preprocessing, style_masks=style_masks, content_masks=content_masks)
-
-        def start(content, style_start, point):
-            fun = functools.partial(loss_fn, weights=point.weights)
-            solver = optimize.make_solver(fun, settings)
-            return optimize.init(solver, fun, start_pixels(point, content, style_start), iterations)
-
-        def advance(state, num_steps, weights):
-            fun = functools.partial(loss_fn, weights=weights)
-            return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
-                                settings.tolerance)
-
-        on_grid = self._grid_sharding
-        self._start = jax.jit(jax.vmap(start, in_axes=(None, None, 0)), out_shardings=on_grid)
-        # Not donating the state: an interrupt between calls must leave the last one readable.
-        self._advance = jax.jit(jax.vmap(advance, in_axes=(0, None, 0)), out_shardings=on_grid)
-        self._terms = jax.jit(jax.vmap(loss_fn), out_shardings=on_grid)
+        # The kernels and targets are an argument, replicated (see Loss): the programs are
+        # those of every grid of this shape, whatever its images and weights.
+        self._data = replicated(loss_fn.data)
+        self._start, self._advance, self._terms = grid_programs(loss_fn.fn, settings, iterations,
+                                                                self.mesh)
 
     @classmethod
     def for_grids(cls, content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params,
@@ -394,16 +409,16 @@ class Sweeper:
 
     def start(self, points: Point) -> optimize.OptimizeState:
         """The batch's initial states (one initial loss+gradient evaluation each)."""
-        return self._start(self.content, self.style_start, points)
+        return self._start(self.content, self.style_start, points, self._data)
 
     def advance(self, state: optimize.OptimizeState, num_steps: int,
                 points: Point) -> optimize.OptimizeState:
         """Up to ``num_steps`` more iterations of every point (points that stopped stay put)."""
-        return self._advance(state, jnp.int32(num_steps), points.weights)
+        return self._advance(state, jnp.int32(num_steps), points.weights, self._data)
 
     def terms(self, pixels: jax.Array, points: Point) -> tuple[jax.Array, LossTerms]:
         """``(total (B,), LossTerms of (B,))`` at ``pixels (B, H, W, 3)``."""
-        return self._terms(pixels, points.weights)
+        return self._terms(pixels, points.weights, self._data)
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import stylize, vgg
+from nst_jax import stylize, sweep, vgg
 from nst_jax.apps import compile_cache
 from nst_jax.config import Config
 from tests.conftest import REPO, make_tiny_params
@@ -41,11 +41,12 @@ def count_traces(monkeypatch):
 
     monkeypatch.setattr(stylize, "total_loss", counted)
     # Programs compiled by earlier tests would hide the first run's traces.
-    stylize.untiled_loss.cache_clear()
-    stylize.compiled_programs.cache_clear()
+    caches = (stylize.untiled_loss, stylize.compiled_programs, sweep.grid_programs)
+    for cache in caches:
+        cache.cache_clear()
     yield calls
-    stylize.untiled_loss.cache_clear()
-    stylize.compiled_programs.cache_clear()
+    for cache in caches:
+        cache.cache_clear()
 
 
 def _run(tiny_vgg, params, content, style, config):
@@ -66,6 +67,22 @@ def test_a_second_pair_of_the_same_size_compiles_nothing(tiny_vgg, tiny_params, 
     assert not np.array_equal(first, second) and first_loss != second_loss
     # A new size is a new program (the count is live).
     _run(tiny_vgg, tiny_params, *_pair(2, shape=(32, 32, 3)), config)
+    assert len(count_traces) > traced
+
+
+def test_a_second_grid_of_the_same_shape_compiles_nothing(tiny_vgg, tiny_params, count_traces):
+    grid = sweep.Grid.product(Config(iterations=3, **LAYERS), ratio=[1e-3, 1e-1])
+
+    def run(params, content, style):
+        sweeper = sweep.Sweeper.for_grids(content, style, params, [grid], module=tiny_vgg)
+        return [r.total for r in sweeper.run(grid)]
+
+    first = run(tiny_params, *_pair(0))
+    traced = len(count_traces)
+    assert traced > 0
+    second = run(make_tiny_params(seed=1), *_pair(1))  # other images and weights
+    assert len(count_traces) == traced and first != second
+    run(tiny_params, *_pair(2, shape=(32, 32, 3)))
     assert len(count_traces) > traced
 
 
@@ -153,6 +170,9 @@ def test_a_repeated_run_loads_every_program_from_the_cache(real_weights, image_f
     cache = tmp_path / "xla"
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env.update(JAX_PLATFORMS="cpu", **{compile_cache.ENV: str(cache)})
+    # Every program is cached: with the tools' 0.1 s threshold, a small one that compiled in
+    # 0.09 s the first time and 0.11 s the second would be written only by the second run.
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     command = [sys.executable, str(REPO / "scripts" / "stylize.py"), "--content", str(content),
                "--style", str(style), "--size", "48", "--iterations", "2", "--quiet"]
     first = subprocess.run(command + ["--output", str(tmp_path / "a.png")], env=env,

@@ -71,6 +71,27 @@ def _stylize(client, content, style, **controls):
                           **{"size": 40, "iterations": 3, **controls}, api_name="/stylize")
 
 
+def test_the_page_starts_with_the_command_lines_defaults(tiny_vgg, tiny_params, tmp_path):
+    from nst_jax.apps.web import App
+    from nst_jax.config import Config
+
+    network = stylize.Network(tiny_vgg, tiny_params, CAFFE, {"path": "tiny.h5"})
+    page = App(network, jobs.Limits(max_size=4096, max_iterations=100_000), tmp_path).blocks()
+    value = {b.elem_id: b.value for b in page.blocks.values() if getattr(b, "elem_id", None)}
+    cli = Config()
+    assert (value["size"], value["iterations"], value["seed"]) == (cli.size, cli.iterations, cli.seed)
+    assert 10.0 ** value["log-ratio"] == pytest.approx(cli.alpha / cli.beta)
+    assert (value["colours"], value["init"], value["optimizer"]) == (
+        cli.preserve_colors, cli.init, cli.optimizer)
+    assert value["style-scale"] == 1.0 and cli.style_scale is None  # the style at the output's size
+    assert value["start-size"] == 0 and cli.start_size is None  # one scale
+    # The page's own limits cap its controls.
+    small = App(network, LIMITS, tmp_path).blocks()
+    capped = {b.elem_id: b for b in small.blocks.values() if getattr(b, "elem_id", None)}
+    assert capped["size"].maximum == 64 and capped["size"].value == 64
+    assert capped["iterations"].maximum == 60 and capped["iterations"].value == 60
+
+
 def test_the_api_returns_the_command_lines_png(client, pictures):
     path = _stylize(client, pictures["content"], pictures["style"], log_ratio=-2, seed=3)
     meta = read_png_metadata(path)

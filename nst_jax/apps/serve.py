@@ -76,6 +76,9 @@ def free_port(host: str, ports: Sequence[int] = DEFAULT_PORTS) -> int:
 def port_is_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As the server's own socket (uvicorn): connections of a server that has just stopped
+        # (TIME_WAIT) do not keep the port; one listening on it does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

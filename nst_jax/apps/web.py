@@ -59,10 +59,12 @@ CSS = """
 
 
 def duration(seconds: float | None) -> str:
-    """``75.3`` -> ``1 min 15 s``; None -> ``?``."""
+    """``75.3`` -> ``1 min 15 s``, ``12.4`` -> ``12 s``, ``2.04`` -> ``2.0 s``; None -> ``?``."""
     if seconds is None or not math.isfinite(seconds):
         return "?"
-    seconds = max(0, round(seconds))
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f} s"
+    seconds = round(seconds)
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -158,6 +160,13 @@ class App:
                 self._stops[key] = event
         return event
 
+    def _release(self, request: gr.Request | None, event: threading.Event) -> None:
+        """Forget a finished job's stop event (unless a newer job of the page replaced it)."""
+        key = getattr(request, "session_hash", None)
+        with self._lock:
+            if self._stops.get(key) is event:
+                del self._stops[key]
+
     def stop(self, request: gr.Request) -> None:
         """Stop this page's running job after its current chunk (it keeps its image)."""
         with self._lock:
@@ -221,19 +230,24 @@ class App:
             text = _message(e)
             yield gr.skip(), message_html(text), gr.skip()
             raise gr.Error(text, print_exception=False) from None
+        finally:
+            self._release(request, stop)
 
     def api_stylize(self, content, style, size, iterations, log_ratio, seed, request: gr.Request):
-        """``/stylize``: the PNG of ``content`` in the style of ``style``."""
+        """``/stylize``: the PNG of ``content`` in the style of ``style`` (``/stop`` from the
+        same client session ends it early, keeping the image so far)."""
+        stop = self._stop_event(request)
         try:
             images = self._images(content, [style], [1.0], jobs.BLEND, [])
             controls = dict(size=size, iterations=iterations, log_ratio=log_ratio, seed=seed)
             last = None
-            for last in self.stylize_updates(images, controls, every=max(1, int(iterations)),
-                                             stop=self._stop_event(request)):
+            for last in self.stylize_updates(images, controls, every=10, stop=stop):
                 pass
             return str(last.output)
         except Exception as e:  # noqa: BLE001
             raise gr.Error(_message(e), print_exception=False) from None
+        finally:
+            self._release(request, stop)
 
     def sweep_updates(self, images, shared: dict, size, iterations, ratios, seeds,
                       stop: threading.Event) -> Iterator[tuple[jobs.SweepUpdate, int]]:
@@ -263,19 +277,23 @@ class App:
             text = _message(e)
             yield gr.skip(), message_html(text), gr.skip()
             raise gr.Error(text, print_exception=False) from None
+        finally:
+            self._release(request, stop)
 
     def api_sweep(self, content, style, ratios, seeds, size, iterations, request: gr.Request):
         """``/sweep``: the points' PNGs with their captions, and the contact sheet."""
+        stop = self._stop_event(request)
         try:
             images = self._images(content, [style], [1.0], jobs.BLEND, [])
             last = None
-            for last, _ in self.sweep_updates(images, {}, size, iterations, ratios, seeds,
-                                              self._stop_event(request)):
+            for last, _ in self.sweep_updates(images, {}, size, iterations, ratios, seeds, stop):
                 pass
             return ([(str(last.files[r.index]), caption(r)) for r in last.results],
                     str(last.sheet))
         except Exception as e:  # noqa: BLE001
             raise gr.Error(_message(e), print_exception=False) from None
+        finally:
+            self._release(request, stop)
 
     def launch(self, host: str, port: int, *, queue_size: int = 20) -> gr.Blocks:
         """Build the page and serve it on ``host:port`` from a thread of its own; returns
@@ -332,16 +350,17 @@ class App:
                     with gr.Accordion("Settings of both tabs", open=False):
                         style_scale = gr.Slider(0.25, 2.0, 1.0, step=0.05, label="Style scale",
                                                 info="the style image's size as a multiple of "
-                                                     "the output's: smaller makes finer strokes")
+                                                     "the output's: smaller makes finer strokes",
+                                                elem_id="style-scale")
                         colours = gr.Dropdown(list(COLOR_MODES), value=DEFAULTS.preserve_colors,
                                               label="Colours",
                                               info="keep the content's colours (none: the "
-                                                   "style's)")
+                                                   "style's)", elem_id="colours")
                         init = gr.Dropdown(list(INITS), value=DEFAULTS.init, label="Start from",
                                            info="white noise (the paper's), the content or the "
-                                                "style")
+                                                "style", elem_id="init")
                         optimizer = gr.Dropdown(list(OPTIMIZERS), value=DEFAULTS.optimizer,
-                                                label="Optimiser")
+                                                label="Optimiser", elem_id="optimizer")
                 with gr.Column(scale=3):
                     with gr.Tabs():
                         with gr.Tab("Stylize", id="stylize"):
