@@ -113,10 +113,6 @@ def caption(result) -> str:
             f"style {result.style:.3g}){state}")
 
 
-class JobFailed(Exception):
-    """A job's message for the page (raised as ``gr.Error`` by :func:`_page_error`)."""
-
-
 def _message(error: BaseException) -> str:
     """The one line the page shows for ``error``; a bug's traceback goes to the server's log."""
     if isinstance(error, NSTError):
@@ -211,21 +207,13 @@ class App:
                                 stop=stop, every=every, inputs=inputs,
                                 shown=jobs.named_config(config, uploads))
 
-    def run_page(self, content, style_1, style_2, style_3, weight_1, weight_2, weight_3, mode,
-                 mask_1, mask_2, mask_3, style_scale, colours, init, optimizer, size, iterations,
-                 log_ratio, seed, start_size, every, request: gr.Request):
-        """Run: the image, the status and the download, every few iterations."""
+    def _streamed(self, request: gr.Request | None,
+                  outputs: Callable[[threading.Event], Iterator[tuple]]) -> Iterator[tuple]:
+        """A page job: ``outputs(stop)``'s values for (image or gallery, status, file); a
+        failure puts its message in the status and raises it as ``gr.Error``."""
         stop = self._stop_event(request)
-        controls = dict(size=size, iterations=iterations, log_ratio=log_ratio,
-                        style_scale=style_scale, preserve_colors=colours, start_size=start_size,
-                        init=init, seed=seed, optimizer=optimizer)
         try:
-            images = self._images(content, [style_1, style_2, style_3],
-                                  [weight_1, weight_2, weight_3], mode, [mask_1, mask_2, mask_3])
-            every = jobs.whole_number(every, "Refresh every", 1, 1000)
-            for update in self.stylize_updates(images, controls, every=every, stop=stop):
-                output = str(update.output) if update.output else None
-                yield (output or update.image, status_html(update), output)
+            yield from outputs(stop)
         except Exception as e:  # noqa: BLE001 - every failure is a message; the server goes on
             text = _message(e)
             yield gr.skip(), message_html(text), gr.skip()
@@ -233,21 +221,45 @@ class App:
         finally:
             self._release(request, stop)
 
-    def api_stylize(self, content, style, size, iterations, log_ratio, seed, request: gr.Request):
-        """``/stylize``: the PNG of ``content`` in the style of ``style`` (``/stop`` from the
-        same client session ends it early, keeping the image so far)."""
+    def _called(self, request: gr.Request | None, result: Callable[[threading.Event], Any]):
+        """An API job: ``result(stop)``, a failure raised as ``gr.Error``."""
         stop = self._stop_event(request)
         try:
-            images = self._images(content, [style], [1.0], jobs.BLEND, [])
-            controls = dict(size=size, iterations=iterations, log_ratio=log_ratio, seed=seed)
-            last = None
-            for last in self.stylize_updates(images, controls, every=10, stop=stop):
-                pass
-            return str(last.output)
+            return result(stop)
         except Exception as e:  # noqa: BLE001
             raise gr.Error(_message(e), print_exception=False) from None
         finally:
             self._release(request, stop)
+
+    def run_page(self, content, style_1, style_2, style_3, weight_1, weight_2, weight_3, mode,
+                 mask_1, mask_2, mask_3, style_scale, colours, init, optimizer, size, iterations,
+                 log_ratio, seed, start_size, every, request: gr.Request):
+        """Run: the image, the status and the download, every few iterations."""
+        controls = dict(size=size, iterations=iterations, log_ratio=log_ratio,
+                        style_scale=style_scale, preserve_colors=colours, start_size=start_size,
+                        init=init, seed=seed, optimizer=optimizer)
+
+        def outputs(stop):
+            images = self._images(content, [style_1, style_2, style_3],
+                                  [weight_1, weight_2, weight_3], mode, [mask_1, mask_2, mask_3])
+            chunk = jobs.whole_number(every, "Refresh every", 1, 1000)
+            for update in self.stylize_updates(images, controls, every=chunk, stop=stop):
+                output = str(update.output) if update.output else None
+                yield output or update.image, status_html(update), output
+
+        yield from self._streamed(request, outputs)
+
+    def api_stylize(self, content, style, size, iterations, log_ratio, seed, request: gr.Request):
+        """``/stylize``: the PNG of ``content`` in the style of ``style`` (``/stop`` from the
+        same client session ends it early, keeping the image so far)."""
+
+        def result(stop):
+            images = self._images(content, [style], [1.0], jobs.BLEND, [])
+            controls = dict(size=size, iterations=iterations, log_ratio=log_ratio, seed=seed)
+            *_, last = self.stylize_updates(images, controls, every=10, stop=stop)
+            return str(last.output)
+
+        return self._called(request, result)
 
     def sweep_updates(self, images, shared: dict, size, iterations, ratios, seeds,
                       stop: threading.Event) -> Iterator[tuple[jobs.SweepUpdate, int]]:
@@ -261,39 +273,30 @@ class App:
                   mask_1, mask_2, mask_3, style_scale, colours, init, optimizer, size, iterations,
                   ratios, seeds, request: gr.Request):
         """Run sweep: the gallery, the status and the contact sheet."""
-        stop = self._stop_event(request)
-        try:
+        shared = dict(style_scale=style_scale, preserve_colors=colours, init=init,
+                      optimizer=optimizer)
+
+        def outputs(stop):
             images = self._images(content, [style_1, style_2, style_3],
                                   [weight_1, weight_2, weight_3], mode, [mask_1, mask_2, mask_3])
-            shared = dict(style_scale=style_scale, preserve_colors=colours, init=init,
-                          optimizer=optimizer)
             for update, points in self.sweep_updates(images, shared, size, iterations, ratios,
                                                      seeds, stop):
                 gallery = [(str(update.files[r.index]), caption(r)) for r in update.results]
-                sheet = str(update.sheet) if update.sheet else None
-                yield (gallery if gallery else gr.skip(), sweep_status_html(update, points),
-                       sheet if sheet else gr.skip())
-        except Exception as e:  # noqa: BLE001
-            text = _message(e)
-            yield gr.skip(), message_html(text), gr.skip()
-            raise gr.Error(text, print_exception=False) from None
-        finally:
-            self._release(request, stop)
+                yield (gallery or gr.skip(), sweep_status_html(update, points),
+                       str(update.sheet) if update.sheet else gr.skip())
+
+        yield from self._streamed(request, outputs)
 
     def api_sweep(self, content, style, ratios, seeds, size, iterations, request: gr.Request):
         """``/sweep``: the points' PNGs with their captions, and the contact sheet."""
-        stop = self._stop_event(request)
-        try:
+
+        def result(stop):
             images = self._images(content, [style], [1.0], jobs.BLEND, [])
-            last = None
-            for last, _ in self.sweep_updates(images, {}, size, iterations, ratios, seeds, stop):
-                pass
+            *_, (last, _) = self.sweep_updates(images, {}, size, iterations, ratios, seeds, stop)
             return ([(str(last.files[r.index]), caption(r)) for r in last.results],
                     str(last.sheet))
-        except Exception as e:  # noqa: BLE001
-            raise gr.Error(_message(e), print_exception=False) from None
-        finally:
-            self._release(request, stop)
+
+        return self._called(request, result)
 
     def launch(self, host: str, port: int, *, queue_size: int = 20) -> gr.Blocks:
         """Build the page and serve it on ``host:port`` from a thread of its own; returns

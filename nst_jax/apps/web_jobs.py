@@ -139,8 +139,9 @@ def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[
 
     ``styles`` with their ``weights`` (one each; normalised) are blended over the whole
     image (``mode='blend'``) or each painted in its region (``mode='regions'``: ``masks``,
-    one per style). ``log_ratio`` is ``log10 α/β`` (:func:`alpha_beta`); ``start_size`` 0 is one
-    scale; ``style_scale`` 1 is the style at the output's size. Defaults are the CLI's.
+    one per style). ``log_ratio`` is ``log10 α/β`` (:func:`alpha_beta`); ``start_size`` 0
+    is one scale; ``style_scale`` 1 is the style at the output's size. Defaults are the
+    CLI's.
 
     Raises:
       NSTError: a control is out of its range or the server's limits, or the styles,
@@ -153,7 +154,7 @@ def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[
         raise NSTError("upload a style image (or pick an example)")
     size = whole_number(size, "Size", images.MIN_SIDE, limits.max_size, " (this server's limit)")
     iterations = whole_number(iterations, "Iterations", 1, limits.max_iterations,
-                        " (this server's limit)")
+                              " (this server's limit)")
     start = whole_number(start_size, "Start size", 0, limits.max_size)
     seed = whole_number(seed, "Seed", 0, MAX_SEED)
     scale = number(style_scale, "Style scale")
@@ -162,7 +163,7 @@ def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[
     weights = [number(w, "Style weights") for w in weights]
     fields: dict[str, Any] = {}
     if mode == REGIONS:
-        given = [m for m in list(masks)[: len(styles)]]
+        given = list(masks)[: len(styles)]
         given += [None] * (len(styles) - len(given))
         missing = [str(k + 1) for k, m in enumerate(given) if m is None]
         if missing:
