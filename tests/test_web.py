@@ -27,7 +27,9 @@ from nst_jax.vgg import CAFFE  # noqa: E402
 from tests.test_compile_reuse import count_traces  # noqa: E402,F401 - a fixture
 
 HOST = "127.0.0.1"
-LIMITS = jobs.Limits(max_size=64, max_iterations=60, max_upload_mb=0.2, max_points=4)
+# Iterations up to 20000: the Stop test's job must outlast a /stop request by far (the tiny
+# VGG runs about 100 iterations a second at 40 px).
+LIMITS = jobs.Limits(max_size=64, max_iterations=20_000, max_upload_mb=0.2, max_points=4)
 CHROMIUM = os.environ.get("NST_JAX_CHROMIUM", "/usr/bin/chromium")
 # Chromium as the machine allows it: headless, as root, on a closed network.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -89,7 +91,7 @@ def test_the_page_starts_with_the_command_lines_defaults(tiny_vgg, tiny_params, 
     small = App(network, LIMITS, tmp_path).blocks()
     capped = {b.elem_id: b for b in small.blocks.values() if getattr(b, "elem_id", None)}
     assert capped["size"].maximum == 64 and capped["size"].value == 64
-    assert capped["iterations"].maximum == 60 and capped["iterations"].value == 60
+    assert capped["iterations"].maximum == 20_000 and capped["iterations"].value == 200
 
 
 def test_the_api_returns_the_command_lines_png(client, pictures):
@@ -169,7 +171,7 @@ def test_the_page_streams_the_image_the_losses_and_the_download(client, pictures
 
 
 def test_stop_keeps_the_image_so_far(client, pictures):
-    job = _page_job(client, pictures, iterations=60)
+    job = _page_job(client, pictures, iterations=20_000)
     deadline = time.monotonic() + 120
     while not job.outputs() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -177,7 +179,7 @@ def test_stop_keeps_the_image_so_far(client, pictures):
     image, status, download = job.result(timeout=120)
     assert 'data-state="stopped"' in status
     meta = read_png_metadata(download)
-    assert meta["nst_jax:status"] == "stopped" and 0 < int(meta["nst_jax:iterations_done"]) < 60
+    assert meta["nst_jax:status"] == "stopped" and 0 < int(meta["nst_jax:iterations_done"]) < 20_000
 
 
 def test_masks_that_do_not_match_the_content_are_refused(client, pictures, tmp_path):
