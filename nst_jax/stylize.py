@@ -260,6 +260,22 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.n
                 (variables, targets))
 
 
+def start_state(fn: Callable, settings: optimize.Settings, iterations: int, x0, weights, data
+                ) -> optimize.OptimizeState:
+    """The optimiser's state at ``x0`` (one evaluation) for the loss ``fn(x, weights,
+    data)``, with a trace of ``iterations``; traced inside :func:`compiled_programs` and
+    :func:`nst_jax.sweep.grid_programs`."""
+    fun = lambda x: fn(x, weights, data)  # noqa: E731
+    return optimize.init(optimize.make_solver(fun, settings), fun, x0, iterations)
+
+
+def advance_state(fn: Callable, settings: optimize.Settings, state, num_steps, weights, data
+                  ) -> optimize.OptimizeState:
+    """Up to ``num_steps`` more iterations of ``state`` on the loss ``fn(x, weights, data)``."""
+    fun = lambda x: fn(x, weights, data)  # noqa: E731
+    return optimize.run(optimize.make_solver(fun, settings), state, num_steps, settings.tolerance)
+
+
 @functools.lru_cache(maxsize=32)
 def compiled_programs(fn: Callable, settings: optimize.Settings, iterations: int):
     """The compiled functions of a run of the loss ``fn`` (:attr:`Loss.fn`), its data an
@@ -268,14 +284,12 @@ def compiled_programs(fn: Callable, settings: optimize.Settings, iterations: int
     the same loss function, settings and iterations shares them: a second image pair of
     the same size traces and compiles nothing."""
 
+    # Named functions: JAX names the programs, and their compilation-cache entries, after them.
     def start(x0, weights, data):
-        fun = lambda x: fn(x, weights, data)  # noqa: E731
-        return optimize.init(optimize.make_solver(fun, settings), fun, x0, iterations)
+        return start_state(fn, settings, iterations, x0, weights, data)
 
     def run(state, num_steps, weights, data):
-        fun = lambda x: fn(x, weights, data)  # noqa: E731
-        return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
-                            settings.tolerance)
+        return advance_state(fn, settings, state, num_steps, weights, data)
 
     # The state is donated: XLA reuses its buffers (the L-BFGS history is 2 image-sized
     # vectors per step) instead of holding old and new.

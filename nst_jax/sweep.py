@@ -37,8 +37,8 @@ from nst_jax import colors, optimize
 from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
-from nst_jax.stylize import (as_style_list, build_loss_fn, loss_weights, network,
-                             optimizer_settings, saved_pixels, white_noise)
+from nst_jax.stylize import (advance_state, as_style_list, build_loss_fn, loss_weights, network,
+                             optimizer_settings, saved_pixels, start_state, white_noise)
 from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing
 
 GRID_AXIS = "grid"
@@ -239,14 +239,11 @@ def grid_programs(fn: Callable, settings: optimize.Settings, iterations: int, me
     on_grid = NamedSharding(mesh, PartitionSpec(GRID_AXIS))
 
     def start(content, style_start, point, data):
-        fun = lambda x: fn(x, point.weights, data)  # noqa: E731
-        solver = optimize.make_solver(fun, settings)
-        return optimize.init(solver, fun, start_pixels(point, content, style_start), iterations)
+        return start_state(fn, settings, iterations, start_pixels(point, content, style_start),
+                           point.weights, data)
 
     def advance(state, num_steps, weights, data):
-        fun = lambda x: fn(x, weights, data)  # noqa: E731
-        return optimize.run(optimize.make_solver(fun, settings), state, num_steps,
-                            settings.tolerance)
+        return advance_state(fn, settings, state, num_steps, weights, data)
 
     # Not donating the state: an interrupt between calls must leave the last one readable.
     return (jax.jit(jax.vmap(start, in_axes=(None, None, 0, None)), out_shardings=on_grid),
