@@ -237,3 +237,4 @@ def test_a_sweep_stops_with_the_points_so_far(network, uploads, tmp_path):
     last = list(jobs.sweep(grid, stylize.load_inputs(base), network, tmp_path, stop=stop))[-1]
     assert last.status == "stopped" and [r.status for r in last.results] == ["interrupted"] * 2
     assert last.sheet.is_file()
+

@@ -106,7 +106,8 @@ def interrupt_handled() -> None:
     _State.seen = _State.interrupts
 
 
-def _out_of_memory(error: BaseException) -> bool:
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the machine (or the accelerator) running out of memory."""
     text = str(error)
     return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or (
         "Out of memory" in text or "out of memory" in text)
@@ -135,7 +136,7 @@ def guarded(main: Callable[[], int]) -> int:
         if isinstance(e, NSTError):
             print(f"error: {one_line(e)}", file=sys.stderr)
             return ExitCode.ERROR
-        if _out_of_memory(e):
+        if out_of_memory(e):
             print(f"error: out of memory while {_State.doing}; try a smaller --size "
                   f"({one_line(e)[:200]})", file=sys.stderr)
             return ExitCode.FAILED

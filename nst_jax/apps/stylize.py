@@ -73,6 +73,29 @@ def png_metadata(config, arguments: dict, weights_info: dict, extra: dict) -> di
     return meta
 
 
+def save_result(path: pathlib.Path, job: stylize.Stylization, config, arguments: dict,
+                weights_info: dict, extra: dict, bits: int = 8):
+    """Write ``job``'s output at ``bits`` (:meth:`~nst_jax.stylize.Stylization.saved`) to
+    ``path``, atomically, with :func:`png_metadata` of ``extra`` and the eq. 7 loss of the
+    pixels written; returns ``(image, total, terms)``."""
+    image, total, terms = job.saved(bits)
+    losses = {"loss_total": total, "loss_content": terms.content, "loss_style": terms.style,
+              "loss_tv": terms.tv}
+    meta = png_metadata(config, arguments, weights_info, {**extra, **losses, "bit_depth": bits})
+    images.save_image(path, image, meta, bits=bits)
+    return image, total, terms
+
+
+def final_status(job: stylize.Stylization, status: str) -> str:
+    """How a run ended: ``nonfinite`` or ``converged`` as its state says, else ``status``
+    (``completed``, or how it was stopped)."""
+    if bool(job.state.nonfinite):
+        return "nonfinite"
+    if bool(job.state.converged) and status == "completed":
+        return "converged"
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return parse_and_run(build_parser, run, argv)
 
@@ -118,12 +141,8 @@ def run(args, flags: ConfigFlags) -> int:
     def save(path: pathlib.Path, extra: dict):
         """Write the best image so far at --bit-depth; return the loss of the pixels written
         and the terms."""
-        image, total, terms = job.saved(args.bit_depth)
-        losses = {"loss_total": total, "loss_content": terms.content, "loss_style": terms.style,
-                  "loss_tv": terms.tv}
-        meta = png_metadata(config, arguments, network.info,
-                            {**extra, **losses, "bit_depth": args.bit_depth})
-        images.save_image(path, image, meta, bits=args.bit_depth)
+        _, total, terms = save_result(path, job, config, arguments, network.info, extra,
+                                      args.bit_depth)
         return total, terms
 
     status = "completed"
@@ -142,10 +161,7 @@ def run(args, flags: ConfigFlags) -> int:
         status = "interrupted"
     # Kept at the end too: Ctrl-C's, and a finished run's (--resume with more --iterations).
     checkpointed = checkpoints.save(scale, job)
-    if bool(job.state.nonfinite):
-        status = "nonfinite"
-    elif bool(job.state.converged) and status == "completed":
-        status = "converged"
+    status = final_status(job, status)
 
     iteration, evaluations = int(job.state.iteration), int(job.state.evaluations)
     if status == "interrupted" and iteration == 0 and scale.index == 0:

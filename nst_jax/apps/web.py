@@ -38,12 +38,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry: noth
 import gradio as gr  # noqa: E402
 
 from nst_jax import stylize as core  # noqa: E402
-from nst_jax.apps import web_jobs as jobs  # noqa: E402
+from nst_jax.apps import runner, web_jobs as jobs  # noqa: E402
 from nst_jax.apps.sweep import DEFAULTS as SWEEP_DEFAULTS, format_value  # noqa: E402
 from nst_jax.config import COLOR_MODES, INITS, OPTIMIZERS, Config, example_path  # noqa: E402
 from nst_jax.errors import NSTError, one_line  # noqa: E402
 
-DEFAULTS = Config()
+DEFAULTS = jobs.CLI
 STYLE_SLOTS = 3
 # Every job shares one concurrency group: the server's --concurrency jobs at a time.
 JOBS = "nst_jax-jobs"
@@ -117,8 +117,7 @@ def _message(error: BaseException) -> str:
     """The one line the page shows for ``error``; a bug's traceback goes to the server's log."""
     if isinstance(error, NSTError):
         return one_line(error)
-    text = str(error)
-    if isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text:
+    if runner.out_of_memory(error):
         return "the server ran out of memory: try a smaller size"
     traceback.print_exception(error, file=sys.stderr)
     return f"the job failed ({type(error).__name__}: {one_line(error)[:300]}); the server goes on"
@@ -176,36 +175,31 @@ class App:
         styles = [jobs.upload(s, f"style image {k + 1}", self.limits) for k, s in enumerate(styles)]
         masks = [jobs.upload(m, f"region mask {k + 1}", self.limits) for k, m in enumerate(masks)]
         slots = [k for k, s in enumerate(styles) if s is not None]
-        return (content, [styles[k] for k in slots], [weights[k] for k in slots if k < len(weights)],
-                mode, [masks[k] for k in slots if k < len(masks)])
+        return jobs.Images(content, [styles[k] for k in slots],
+                           [weights[k] for k in slots if k < len(weights)], mode,
+                           [masks[k] for k in slots if k < len(masks)])
 
-    def _config(self, images, **controls) -> tuple[Config, list]:
-        content, styles, weights, mode, masks = images
-        config = jobs.make_config(content=content, styles=styles, weights=weights, mode=mode,
-                                  masks=masks, weights_path=self.network.info.get("path"),
-                                  limits=self.limits, **controls)
-        uploads = [u for u in [content, *styles, *masks] if u is not None]
-        return config, uploads
+    def _config(self, images: jobs.Images, **controls) -> Config:
+        return jobs.make_config(**images._asdict(), weights_path=self.network.info.get("path"),
+                                limits=self.limits, **controls)
 
-    def _inputs(self, config: Config, uploads: list, images) -> core.Inputs:
-        content, _, _, mode, masks = images
-        inputs = jobs.load_inputs(config, uploads)
-        if mode == jobs.REGIONS:
-            jobs.check_masks([m for m in masks if m is not None], content)
+    def _inputs(self, config: Config, images: jobs.Images) -> core.Inputs:
+        inputs = jobs.load_inputs(config, images.uploads)
+        if images.mode == jobs.REGIONS:
+            jobs.check_masks([m for m in images.masks if m is not None], images.content)
         return inputs
 
-    def stylize_updates(self, images, controls: dict, *, every: int, stop: threading.Event
-                        ) -> Iterator[jobs.Update]:
+    def stylize_updates(self, images: jobs.Images, controls: dict, *, every: int,
+                        stop: threading.Event) -> Iterator[jobs.Update]:
         """The :func:`nst_jax.apps.web_jobs.stylize` updates of a request."""
-        config, uploads = self._config(images, **controls)
-        inputs = self._inputs(config, uploads, images)
-        content, styles, _, _, masks = images
-        arguments = {"content": content.name, "style": [s.name for s in styles],
-                     **({"content_masks": [m.name for m in masks if m is not None]}
-                        if images[3] == jobs.REGIONS else {}), **controls}
+        config = self._config(images, **controls)
+        inputs = self._inputs(config, images)
+        arguments = {"content": images.content.name, "style": [s.name for s in images.styles],
+                     **({"content_masks": [m.name for m in images.masks if m is not None]}
+                        if images.mode == jobs.REGIONS else {}), **controls}
         yield from jobs.stylize(config, self.network, self._job_folder(), arguments=arguments,
                                 stop=stop, every=every, inputs=inputs,
-                                shown=jobs.named_config(config, uploads))
+                                shown=jobs.named_config(config, images.uploads))
 
     def _streamed(self, request: gr.Request | None,
                   outputs: Callable[[threading.Event], Iterator[tuple]]) -> Iterator[tuple]:
@@ -263,9 +257,9 @@ class App:
 
     def sweep_updates(self, images, shared: dict, size, iterations, ratios, seeds,
                       stop: threading.Event) -> Iterator[tuple[jobs.SweepUpdate, int]]:
-        config, uploads = self._config(images, size=size, iterations=iterations, **shared)
+        config = self._config(images, size=size, iterations=iterations, **shared)
         grid = jobs.sweep_grid(config, ratios, seeds, self.limits)
-        inputs = self._inputs(config, uploads, images)
+        inputs = self._inputs(config, images)
         for update in jobs.sweep(grid, inputs, self.network, self._job_folder(), stop=stop):
             yield update, len(grid)
 
@@ -310,11 +304,23 @@ class App:
 
     # --- the page -----------------------------------------------------------------------
 
+    def _start(self) -> dict:
+        """The controls' starting values: the command line's (a sweep's for the sweeps),
+        within the server's limits."""
+        limits = self.limits
+        return dict(size=min(DEFAULTS.size, limits.max_size),
+                    iterations=min(DEFAULTS.iterations, limits.max_iterations),
+                    sweep_size=min(SWEEP_DEFAULTS["size"], limits.max_size),
+                    sweep_iterations=min(SWEEP_DEFAULTS["iterations"], limits.max_iterations))
+
+    def _job(self) -> dict:
+        """The event options of every job: one concurrency group, raw inputs (web_jobs
+        reads the uploads itself, with its own messages)."""
+        return dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)
+
     def blocks(self) -> gr.Blocks:
         limits = self.limits
-        size_default = min(DEFAULTS.size, limits.max_size)
-        iterations_default = min(DEFAULTS.iterations, limits.max_iterations)
-        job = dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)
+        start, job = self._start(), self._job()
         with gr.Blocks(title="nst_jax: neural style transfer", analytics_enabled=False,
                        delete_cache=(3600, 86400)) as page:
             gr.Markdown("## nst_jax: neural style transfer (Gatys, Ecker & Bethge, CVPR 2016)\n"
@@ -368,14 +374,14 @@ class App:
                     with gr.Tabs():
                         with gr.Tab("Stylize", id="stylize"):
                             with gr.Row():
-                                size = gr.Slider(16, limits.max_size, size_default, step=1,
+                                size = gr.Slider(16, limits.max_size, start["size"], step=1,
                                                  label="Size (long side, px)", elem_id="size")
                                 iterations = gr.Slider(1, limits.max_iterations,
-                                                       iterations_default, step=1,
+                                                       start["iterations"], step=1,
                                                        label="Iterations", elem_id="iterations")
                             with gr.Row():
                                 log_ratio = gr.Slider(
-                                    -6, 2, round(math.log10(DEFAULTS.alpha / DEFAULTS.beta), 2),
+                                    -6, 2, jobs.DEFAULT_LOG_RATIO,
                                     step=0.1, label="log₁₀ α/β: content against style",
                                     info="-3 is the paper's 1e-3; lower is more style",
                                     elem_id="log-ratio")
@@ -406,12 +412,12 @@ class App:
                                 seeds = gr.Textbox("0", label="Seeds", elem_id="sweep-seeds")
                             with gr.Row():
                                 sweep_size = gr.Slider(16, limits.max_size,
-                                                       min(SWEEP_DEFAULTS["size"], limits.max_size),
+                                                       start["sweep_size"],
                                                        step=1, label="Size (long side, px)",
                                                        elem_id="sweep-size")
                                 sweep_iterations = gr.Slider(
                                     1, limits.max_iterations,
-                                    min(SWEEP_DEFAULTS["iterations"], limits.max_iterations),
+                                    start["sweep_iterations"],
                                     step=1, label="Iterations", elem_id="sweep-iterations")
                             with gr.Row():
                                 run_sweep = gr.Button("Run sweep", variant="primary",
@@ -435,27 +441,25 @@ class App:
             for button in (stop, stop_sweep):
                 button.click(self.stop, None, None, queue=False, api_name="stop",
                              api_visibility="undocumented")
-            self._api(limits)
+            self._api()
         return page
 
-    def _api(self, limits: jobs.Limits) -> None:
+    def _api(self) -> None:
         """The hidden components of the ``/stylize`` and ``/sweep`` endpoints."""
-        job = dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)
+        start, job = self._start(), self._job()
         with gr.Column(visible=False):
             content = gr.Image(type="filepath", label="content")
             style = gr.Image(type="filepath", label="style")
-            size = gr.Number(min(DEFAULTS.size, limits.max_size), label="size", precision=0)
-            iterations = gr.Number(min(DEFAULTS.iterations, limits.max_iterations),
-                                   label="iterations", precision=0)
-            log_ratio = gr.Number(math.log10(DEFAULTS.alpha / DEFAULTS.beta), label="log_ratio")
+            size = gr.Number(start["size"], label="size", precision=0)
+            iterations = gr.Number(start["iterations"], label="iterations", precision=0)
+            log_ratio = gr.Number(jobs.DEFAULT_LOG_RATIO, label="log_ratio")
             seed = gr.Number(DEFAULTS.seed, label="seed", precision=0)
             image = gr.Image(type="filepath", format="png", label="image")
             ratios = gr.Textbox("1e-4, 1e-3, 1e-2", label="ratios")
             seeds = gr.Textbox("0", label="seeds")
-            sweep_size = gr.Number(min(SWEEP_DEFAULTS["size"], limits.max_size), label="size",
-                                   precision=0)
-            sweep_iterations = gr.Number(min(SWEEP_DEFAULTS["iterations"], limits.max_iterations),
-                                         label="iterations", precision=0)
+            sweep_size = gr.Number(start["sweep_size"], label="size", precision=0)
+            sweep_iterations = gr.Number(start["sweep_iterations"], label="iterations",
+                                         precision=0)
             points = gr.Gallery(label="points", format="png")
             sheet = gr.Image(type="filepath", format="png", label="contact_sheet")
             go = gr.Button(visible=False)

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from nst_jax import coarse_to_fine, images, stylize as core
+from nst_jax.apps.stylize import final_status, save_result, scale_metadata
 from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError
 from nst_jax.errors import NSTError, one_line
 
@@ -42,6 +43,10 @@ LABELS = {"size": "Size", "iterations": "Iterations", "alpha": "α/β", "beta": 
           "content_masks": "Region masks", "tv_weight": "TV weight"}
 # How the page combines several styles.
 BLEND, REGIONS = "blend", "regions"
+# The command line's defaults, which the page's are.
+CLI = Config()
+# The page's α/β control is log10 α/β.
+DEFAULT_LOG_RATIO = round(math.log10(CLI.alpha / CLI.beta), 6)
 # A mask's aspect ratio may differ from the content's by this fraction (rounding of sizes).
 ASPECT_TOLERANCE = 0.02
 
@@ -81,6 +86,23 @@ class Upload(NamedTuple):
         return message.replace(str(self.path), self.name)
 
 
+class Images(NamedTuple):
+    """The page's image controls, read (:func:`upload`): the content, the styles given (in
+    order), their weights, how they combine (:data:`BLEND` or :data:`REGIONS`) and a mask
+    (or None) per style; the keywords of :func:`make_config` of the same names."""
+
+    content: Upload | None
+    styles: list
+    weights: list
+    mode: str
+    masks: list
+
+    @property
+    def uploads(self) -> list[Upload]:
+        """Every file given (whose names :func:`load_inputs`' messages use)."""
+        return [u for u in [self.content, *self.styles, *self.masks] if u is not None]
+
+
 def upload(value: Any, what: str, limits: Limits) -> Upload | None:
     """The file of a page input (gradio's file data ``{"path", "orig_name"}``, a path, or
     None for none), checked: a file no larger than ``limits.max_upload_mb``."""
@@ -106,8 +128,7 @@ def upload(value: Any, what: str, limits: Limits) -> Upload | None:
 def alpha_beta(log_ratio: Any) -> tuple[float, float]:
     """``(α, β)`` of the page's logarithmic control (``log10 α/β``): β is the CLI's
     default, so the default ratio gives the CLI's α and β (and the same loss values)."""
-    beta = Config().beta
-    return float(10.0 ** number(log_ratio, "α/β")) * beta, beta
+    return float(10.0 ** number(log_ratio, "α/β")) * CLI.beta, CLI.beta
 
 
 def number(value: Any, label: str) -> float:
@@ -130,10 +151,11 @@ def whole_number(value: Any, label: str, low: int, high: int, why: str = "") -> 
 
 
 def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[Any] = (),
-                mode: str = BLEND, masks: Sequence[Upload | None] = (), size: Any = 256,
-                iterations: Any = 200, log_ratio: Any = -3.0, style_scale: Any = 1.0,
-                preserve_colors: str = "none", start_size: Any = 0, init: str = "noise",
-                seed: Any = 0, optimizer: str = "lbfgs-stepwise", tv_weight: Any = 0.0,
+                mode: str = BLEND, masks: Sequence[Upload | None] = (), size: Any = CLI.size,
+                iterations: Any = CLI.iterations, log_ratio: Any = DEFAULT_LOG_RATIO,
+                style_scale: Any = 1.0, preserve_colors: str = CLI.preserve_colors,
+                start_size: Any = 0, init: str = CLI.init, seed: Any = CLI.seed,
+                optimizer: str = CLI.optimizer, tv_weight: Any = CLI.tv_weight,
                 weights_path: str | None = None, limits: Limits = Limits()) -> Config:
     """The :class:`Config` of the page's controls, within ``limits``.
 
@@ -293,8 +315,6 @@ def stylize(config: Config, network: core.Network, folder: pathlib.Path, *,
     given; ``shown`` is the config recorded, default ``config``). Setting ``stop`` ends the
     run after the current chunk; the best image so far is kept and written (status
     ``stopped``)."""
-    from nst_jax.apps.stylize import png_metadata, scale_metadata
-
     stop = stop or threading.Event()
     every = max(1, int(every))
     scales = coarse_to_fine.plan(config)
@@ -314,18 +334,12 @@ def stylize(config: Config, network: core.Network, folder: pathlib.Path, *,
         if stop.is_set():
             status = "stopped"
             break
-    if bool(job.state.nonfinite):
-        status = "nonfinite"
-    elif bool(job.state.converged) and status == "completed":
-        status = "converged"
-    image, total, terms = job.saved(8)
-    iteration = int(job.state.iteration)
-    meta = png_metadata(shown or config, arguments, network.info, {
-        "status": status, "iterations_done": iteration, "evaluations": int(job.state.evaluations),
-        **scale_metadata(scale), "loss_total": total, "loss_content": terms.content,
-        "loss_style": terms.style, "loss_tv": terms.tv, "bit_depth": 8})
+    status = final_status(job, status)
     output = folder / "stylized.png"
-    images.save_image(output, image, meta, bits=8)
+    iteration = int(job.state.iteration)
+    image, total, terms = save_result(output, job, shown or config, arguments, network.info, {
+        "status": status, "iterations_done": iteration, "evaluations": int(job.state.evaluations),
+        **scale_metadata(scale)}, bits=8)
     rate, eta, startup = timer.tick(before + iteration)
     yield Update(image, before + iteration, timer.total, label, total, terms.content, terms.style,
                  rate, 0.0, startup, status, output)
@@ -405,8 +419,7 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
     began = clock()
     writer = Writer(folder, grid, title="nst_jax sweep")
     events: queue.Queue = queue.Queue()
-    state = {"iteration": 0, "chunk": 0, "chunks": 1, "startup": None}
-    timer = None
+    timer, last, startup = None, None, None  # the clock, the last progress report
 
     def on_progress(p) -> None:
         events.put(("progress", p))
@@ -441,12 +454,13 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
             thread.join()
             raise value
         if kind == "progress":
+            last = value
             if timer is None:
                 timer = _Clock(value.num_chunks * value.iterations, clock, began)
-            _, eta, state["startup"] = timer.tick(value.chunk * value.iterations + value.iteration)
-            state.update(iteration=value.iteration, chunk=value.chunk, chunks=value.num_chunks)
-            yield SweepUpdate(value.iteration, value.iterations, value.chunk, value.num_chunks,
-                              list(results), dict(files), None, state["startup"], eta=eta)
+            _, eta, startup = timer.tick(value.chunk * value.iterations + value.iteration)
+            yield SweepUpdate(value.iteration, value.iterations, value.chunk,
+                              value.num_chunks, list(results), dict(files), None, startup,
+                              eta=eta)
         elif kind == "chunk":
             for r in value:
                 results.append(r)
@@ -454,7 +468,8 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
         else:
             thread.join()
             results.sort(key=lambda r: r.index)
-            yield SweepUpdate(state["iteration"], grid.iterations, state["chunk"], state["chunks"],
+            yield SweepUpdate(last.iteration if last else 0, grid.iterations,
+                              last.chunk if last else 0, last.num_chunks if last else 1,
                               results, files, folder / CONTACT_SHEET if results else None,
-                              state["startup"], value, 0.0)
+                              startup, value, 0.0)
             return
