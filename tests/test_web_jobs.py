@@ -238,3 +238,18 @@ def test_a_sweep_stops_with_the_points_so_far(network, uploads, tmp_path):
     assert last.status == "stopped" and [r.status for r in last.results] == ["interrupted"] * 2
     assert last.sheet.is_file()
 
+
+def test_leaving_a_sweep_early_ends_its_thread(network, uploads, tmp_path):
+    content, style = uploads
+    base = jobs.make_config(content=content, styles=[style], size=32,
+                            iterations=1000).replace(**LAYERS)
+    grid = jobs.sweep_grid(base, "1e-3", "0 1", jobs.Limits(max_iterations=1000))
+    stop = threading.Event()
+    updates = jobs.sweep(grid, stylize.load_inputs(base), network, tmp_path, stop=stop)
+    assert next(updates).status == "running"
+    updates.close()  # as gradio does when the page goes away
+    assert stop.is_set()
+    for thread in threading.enumerate():
+        if thread.name == "nst_jax-sweep":
+            thread.join(timeout=120)
+            assert not thread.is_alive()

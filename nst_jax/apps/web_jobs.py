@@ -448,28 +448,31 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
     thread.start()
     results: list = []
     files: dict = {}
-    while True:
-        kind, value = events.get()
-        if kind == "error":
-            thread.join()
-            raise value
-        if kind == "progress":
-            last = value
-            if timer is None:
-                timer = _Clock(value.num_chunks * value.iterations, clock, began)
-            _, eta, startup = timer.tick(value.chunk * value.iterations + value.iteration)
-            yield SweepUpdate(value.iteration, value.iterations, value.chunk,
-                              value.num_chunks, list(results), dict(files), None, startup,
-                              eta=eta)
-        elif kind == "chunk":
-            for r in value:
-                results.append(r)
-                files[r.index] = folder / f"{point_name(r.index, r.labels)}.png"
-        else:
-            thread.join()
-            results.sort(key=lambda r: r.index)
-            yield SweepUpdate(last.iteration if last else 0, grid.iterations,
-                              last.chunk if last else 0, last.num_chunks if last else 1,
-                              results, files, folder / CONTACT_SHEET if results else None,
-                              startup, value, 0.0)
-            return
+    try:
+        while True:
+            kind, value = events.get()
+            if kind == "error":
+                thread.join()
+                raise value
+            if kind == "progress":
+                last = value
+                if timer is None:
+                    timer = _Clock(value.num_chunks * value.iterations, clock, began)
+                _, eta, startup = timer.tick(value.chunk * value.iterations + value.iteration)
+                yield SweepUpdate(value.iteration, value.iterations, value.chunk,
+                                  value.num_chunks, list(results), dict(files), None, startup,
+                                  eta=eta)
+            elif kind == "chunk":
+                for r in value:
+                    results.append(r)
+                    files[r.index] = folder / f"{point_name(r.index, r.labels)}.png"
+            else:
+                thread.join()
+                results.sort(key=lambda r: r.index)
+                yield SweepUpdate(last.iteration if last else 0, grid.iterations,
+                                  last.chunk if last else 0, last.num_chunks if last else 1,
+                                  results, files, folder / CONTACT_SHEET if results else None,
+                                  startup, value, 0.0)
+                return
+    finally:
+        stop.set()  # a caller that leaves early (a closed page) ends the sweep's thread too
