@@ -4,6 +4,9 @@
 #   make test   run the whole test suite (what .ci/run runs)
 #
 # and `make serve`: the web page (scripts/serve.py) on http://127.0.0.1:7860 or the next free port.
+# `make check-run` (.ci/check-run, which CI runs after `make test`): `make run` twice on the
+# plain install (no extras, its own .venv-plain), the second loading every program from the
+# compilation cache, with no warning on stderr.
 #
 # Each sets up what it needs, once: a virtual environment in .venv, nst_jax installed in
 # it (editable, with the extras that command needs), and the VGG19 weights in weights/.
@@ -18,7 +21,7 @@ WEIGHTS := weights/vgg19.h5
 # The browser test drives this Chromium (Debian's package; apt-get installs it when missing).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run serve test setup clean
+.PHONY: run serve test check-run setup clean
 
 run: $(VENV)/.installed-run $(WEIGHTS)
 	$(BIN)/python scripts/stylize.py $(ARGS)
@@ -31,6 +34,9 @@ serve: $(VENV)/.installed-web $(WEIGHTS)
 test: $(VENV)/.installed-test $(WEIGHTS) $(CHROMIUM)
 	NST_JAX_REQUIRE_WEIGHTS=1 NST_JAX_REQUIRE_BROWSER=1 NST_JAX_CHROMIUM=$(CHROMIUM) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check-run:
+	bash .ci/check-run
 
 setup: $(VENV)/.installed-test $(WEIGHTS) $(CHROMIUM)
 
@@ -65,4 +71,4 @@ $(WEIGHTS): | $(BIN)/python
 	$(BIN)/python scripts/fetch_weights.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-plain build *.egg-info

@@ -154,6 +154,27 @@ def test_enable_sets_jax_variables_and_respects_the_users(tmp_path):
     assert compile_cache.enable(off) is None and "JAX_COMPILATION_CACHE_DIR" not in off
 
 
+def test_the_plain_install_has_what_the_cache_needs():
+    """JAX keeps the cache's size cap only with ``filelock``, which JAX does not depend on:
+    without it every entry failed with a warning and every run compiled anew. So the plain
+    install (no extras) must bring it (the CI's plain-install run checks the effect)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {d.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+             for d in project["dependencies"]}
+    assert "filelock" in names
+
+
+def test_without_filelock_the_cache_runs_uncapped(tmp_path, monkeypatch):
+    real = compile_cache.importlib.util.find_spec
+    monkeypatch.setattr(compile_cache.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "filelock" else real(name, *a))
+    env = {compile_cache.ENV: str(tmp_path / "c")}
+    assert compile_cache.enable(env) == tmp_path / "c"
+    assert "JAX_COMPILATION_CACHE_MAX_SIZE" not in env
+
+
 def test_an_unusable_cache_folder_leaves_the_cache_off(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -178,6 +199,7 @@ def test_a_repeated_run_loads_every_program_from_the_cache(real_weights, image_f
     first = subprocess.run(command + ["--output", str(tmp_path / "a.png")], env=env,
                            capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
+    assert "warn" not in first.stderr.lower(), first.stderr
     programs = _entries(cache)
     # The optimiser's start and loop, the loss's terms and the targets' forward pass.
     assert {name.split("-")[0] for name in programs} >= {"jit_start", "jit_run", "jit_fn"}
@@ -191,6 +213,7 @@ def test_a_repeated_run_loads_every_program_from_the_cache(real_weights, image_f
                             + ["--output", str(tmp_path / "b.png")], env=env,
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
+    assert "warn" not in second.stderr.lower(), second.stderr
     assert _entries(cache) == programs
 
 

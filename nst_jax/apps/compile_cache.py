@@ -9,6 +9,8 @@ Where: ``$NST_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/nst_jax/xla``, else
 ``JAX_COMPILATION_CACHE_DIR`` set by the user wins. The cache is capped at
 :data:`MAX_BYTES` (JAX evicts the least recently used entries). A folder that cannot
 be created or written leaves the cache off: it is an optimisation, never an error.
+JAX needs the ``filelock`` package (a dependency of nst_jax) to keep the cap; without it
+the cache runs uncapped rather than failing on every entry with a warning.
 
 The compiled programs do not depend on the images or the weights (they are
 arguments, see :class:`nst_jax.losses.Loss`), so every run of the same size,
@@ -16,6 +18,7 @@ settings and number of iterations shares them.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 
@@ -52,5 +55,6 @@ def enable(environ=os.environ) -> pathlib.Path | None:
     environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
     environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", str(MIN_COMPILE_SECONDS))
     environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-    environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(MAX_BYTES))
+    if importlib.util.find_spec("filelock") is not None:
+        environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(MAX_BYTES))
     return folder
