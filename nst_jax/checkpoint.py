@@ -3,9 +3,13 @@
 A checkpoint is a folder kept by orbax's ``CheckpointManager``. Each save writes
 a new step folder under a temporary name and renames it when it is complete;
 only then is the previous step deleted. A save cut short (Ctrl-C three times,
-a crash, ``kill -9``) therefore leaves the previous checkpoint as it was, and
-the unfinished temporary folder is removed the next time the checkpoint is
-opened. A step holds two items:
+a crash, ``kill -9``) therefore leaves the previous checkpoint as it was; its
+unfinished temporary folder (``<step>.orbax-checkpoint-tmp``) is removed by
+:func:`remove_unfinished` (the next run calls it, and :func:`save` does), or at
+once by :func:`remove_partial_saves` when the process stops without unwinding.
+The folder itself is created by the first save, so a run that fails or stops
+before it leaves nothing. orbax keeps one step (the latest): a damaged one has
+no earlier one to fall back on. A step holds two items:
 
 - ``state``: the whole :class:`nst_jax.optimize.OptimizeState` (pixels, the
   optimiser's memory and line search, the best image, the trace), restored with
@@ -25,9 +29,12 @@ are not checked.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pathlib
+import shutil
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +44,7 @@ import numpy as np
 
 from nst_jax import __version__
 from nst_jax.config import Config
-from nst_jax.errors import NSTError, one_line
+from nst_jax.errors import NSTError
 from nst_jax.files import check_writable_folder
 from nst_jax.optimize import OptimizeState, Trace
 
@@ -47,6 +54,11 @@ RESUMABLE_FIELDS = ("iterations",)
 # Fields naming files: compared by their contents, not their paths.
 FILE_FIELDS = ("content", "style", "content_masks", "style_masks")
 SUFFIX = ".ckpt"
+# orbax's name for a step folder being written: <step>.orbax-checkpoint-tmp[-<time>].
+UNFINISHED = "*.orbax-checkpoint-tmp*"
+# The checkpoint folders a save is writing now, each with whether that save created it
+# (for remove_partial_saves, which runs when the process stops at once).
+_SAVING: dict[pathlib.Path, bool] = {}
 
 
 def default_path(output: str | pathlib.Path) -> pathlib.Path:
@@ -128,26 +140,90 @@ def _manager(path: pathlib.Path, *, create: bool):
 
     path = path.resolve()  # orbax's array store takes absolute paths only
 
+    # Unfinished saves are removed by remove_unfinished: orbax's own clean-up runs in a
+    # thread that nothing waits for, and a process that only reads was gone before it ended.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=1, create=create, cleanup_tmp_directories=True,
+        max_to_keep=1, create=create, cleanup_tmp_directories=False,
         enable_async_checkpointing=False)  # saved when save() returns: a Ctrl-C then exits
     return ocp, ocp.CheckpointManager(path, options=options)
 
 
 def check_folder(path: str | pathlib.Path) -> pathlib.Path:
-    """Create the checkpoint folder if needed, and check that files can be created in it
-    (before the run, not after its first hour); :class:`NSTError` in one line if not."""
+    """Check that the checkpoint folder can be written, or created in its parent (before
+    the run, not after its first hour), without creating it: the first :func:`save` does,
+    so a run that stops before it leaves nothing. :class:`NSTError` in one line if not."""
     path = pathlib.Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise NSTError(f"cannot use {path} as a checkpoint folder: it is a file")
-    if not path.exists():
-        check_writable_folder(path.parent, path)
-        try:
-            path.mkdir()
-        except OSError as e:
-            raise NSTError(f"cannot create the checkpoint folder {path}: {e.strerror or e}") from None
-    check_writable_folder(path, path)
+    check_writable_folder(path if path.exists() else path.parent, path)
     return path
+
+
+def _remove_folders(folders) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_unfinished(path: str | pathlib.Path) -> list[str]:
+    """Delete the unfinished saves in ``path`` (orbax's temporary step folders, left by a
+    save cut short: a crash, ``kill -9``, three Ctrl-Cs) and ``path`` itself if that
+    leaves it empty; the names of the folders removed (none: nothing changed)."""
+    path = pathlib.Path(path).expanduser()
+    if not path.is_dir():
+        return []
+    found = sorted(p for p in path.glob(UNFINISHED) if p.is_dir())
+    _remove_folders(found)
+    if found:
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only if nothing else is there
+    return [p.name for p in found]
+
+
+def remove_partial_saves() -> None:
+    """Delete what the saves under way have written (best effort), and their checkpoint
+    folders where a save created them: for a process that stops at once, without
+    unwinding (see :mod:`nst_jax.apps.runner`). The checkpoints saved before stay."""
+    for path, created in list(_SAVING.items()):
+        _remove_folders(path.glob(UNFINISHED))
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _closed_loop(unraisable) -> bool:
+    return (isinstance(unraisable.exc_value, RuntimeError) and unraisable.object is None
+            and str(unraisable.exc_value) == "Event loop is closed")
+
+
+def _drop_closed_loop_tracebacks() -> None:
+    """When one read of a damaged checkpoint fails, orbax closes its event loop while
+    TensorStore's other reads still run; each of their callbacks then ends in a
+    ``RuntimeError: Event loop is closed`` that Python prints as a traceback
+    (``sys.unraisablehook``): up to dozens around the one-line error, some while orbax is
+    still failing. Drop those, and only those, from the first read on."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop", False):
+        return
+
+    def hook(unraisable) -> None:
+        if not _closed_loop(unraisable):
+            previous(unraisable)
+
+    hook.drops_closed_loop = True
+    sys.unraisablehook = hook
+
+
+def _unreadable(error: Exception, path: pathlib.Path, step: int | None) -> Exception:
+    """The error to raise for a checkpoint orbax could not read: ``error`` itself when the
+    machine ran out of memory, else one short line. (TensorStore's own message holds its
+    whole JSON spec: some 2,000 characters that tell a user nothing more.)"""
+    if isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error):
+        return error
+    where = f"{path}" if step is None else f"{path} (step {step})"
+    if isinstance(error, OSError) and error.strerror:
+        return NSTError(f"cannot read the checkpoint in {where}: {error.strerror}")
+    return NSTError(f"the checkpoint in {where} is damaged and cannot be read; remove that "
+                    "folder to start over")  # path once: it may be long
 
 
 def read(path: str | pathlib.Path) -> dict | None:
@@ -157,14 +233,16 @@ def read(path: str | pathlib.Path) -> dict | None:
     if not path.is_dir():
         return None
     try:
+        step = None
         ocp, manager = _manager(path, create=False)
+        _drop_closed_loop_tracebacks()
         with manager:
             step = manager.latest_step()
             if step is None:
                 return None
             meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
     except Exception as e:  # noqa: BLE001 - orbax raises many kinds; all mean "unreadable"
-        raise NSTError(f"cannot read the checkpoint in {path}: {one_line(e)}") from None
+        raise _unreadable(e, path, step) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NSTError(f"the checkpoint in {path} is not one this nst_jax can read "
                        f"(format {meta.get('format') if isinstance(meta, dict) else '?'})")
@@ -179,12 +257,21 @@ def save(path: str | pathlib.Path, step: int, state: OptimizeState, fingerprint:
     path = pathlib.Path(path).expanduser()
     meta = _jsonable({"format": FORMAT, "step": int(step), "fingerprint": dict(fingerprint),
                       "position": {**position, "trace_length": int(state.trace.value.shape[0])}})
-    ocp, manager = _manager(path, create=True)
-    with manager:
-        if int(step) in manager.all_steps():
-            return False
-        manager.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        meta=ocp.args.JsonSave(meta)))
+    remove_unfinished(path)  # orbax would not write a step over its unfinished folder
+    created = not path.exists()
+    _SAVING[path] = created
+    try:
+        ocp, manager = _manager(path, create=True)
+        with manager:
+            if int(step) in manager.all_steps():
+                return False
+            manager.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                            meta=ocp.args.JsonSave(meta)))
+    except BaseException:
+        remove_partial_saves()  # a failed first save leaves no folder either
+        raise
+    finally:
+        del _SAVING[path]
     return True
 
 
@@ -231,11 +318,12 @@ def restore(path: str | pathlib.Path, like: OptimizeState, meta: Mapping[str, An
     target = _with_trace_length(like, int(position["trace_length"]))
     try:
         ocp, manager = _manager(path, create=False)
+        _drop_closed_loop_tracebacks()
         with manager:
             state = manager.restore(int(meta["step"]), args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(target))).state
     except Exception as e:  # noqa: BLE001 - orbax raises many kinds; all mean "unreadable"
-        raise NSTError(f"cannot restore the checkpoint in {path}: {one_line(e)}") from None
+        raise _unreadable(e, path, int(meta["step"])) from None
     # orbax hands back arrays committed to a device; a fresh state's are not, and jit keys
     # its programs on that too: as they are, the restored state would compile the loop
     # again (which stylize.compiled_programs shares with every run of the same shape).

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from nst_jax import images, stylize
-from nst_jax.config import MIN_SIDE, Config, ConfigError
+from nst_jax.config import MIN_SIDE, Config, ConfigError, mention
 from nst_jax.errors import NSTError
 
 
@@ -83,10 +83,10 @@ class Scale:
 def _at_coarse_scale(error: ConfigError, config: Config, scale: Scale) -> ConfigError:
     """``error``, met at a scale below the last, reworded to point at ``start_size``."""
     if error.field == "size":  # e.g. "64 makes the content image ... 64x12 px ...: raise it"
-        return ConfigError("start_size", error.problem)
-    return ConfigError(error.field, f"{error.problem} (at the scale of {scale.size} px that "
-                                    f"start_size {config.start_size} begins the ladder with: "
-                                    "raise start_size)")
+        return ConfigError("start_size", error.template)
+    return ConfigError(error.field, f"{error.template} (at the scale of {scale.size} px that "
+                                    f"{mention('start_size')} {config.start_size} begins the "
+                                    f"ladder with: raise {mention('start_size')})")
 
 
 def plan(config: Config) -> tuple[Scale, ...]:
@@ -110,11 +110,12 @@ def plan(config: Config) -> tuple[Scale, ...]:
         if config.style_size is not None and not last:
             style_side = round(config.style_size * side / config.size)
             if style_side < MIN_SIDE:
-                raise ConfigError("start_size", f"{config.start_size} makes the style images "
-                                                f"{style_side} px long at the first scale "
-                                                f"(style_size {config.style_size} x {side}/"
-                                                f"{config.size}); they must be at least "
-                                                f"{MIN_SIDE} px: raise start_size or style_size")
+                raise ConfigError("start_size", f"{config.start_size} gives the style images a "
+                                                f"long side of {style_side} px at the first scale "
+                                                f"({mention('style_size')} {config.style_size} x "
+                                                f"{side}/{config.size}); it must be at least "
+                                                f"{MIN_SIDE} px: raise {mention('start_size')} or "
+                                                f"{mention('style_size')}")
             changes["style_size"] = style_side
         scale = Scale(index, len(sides), side, config.replace(**changes))
         try:

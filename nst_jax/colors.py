@@ -186,7 +186,7 @@ def prepare(mode: str, content: jax.Array, styles: Sequence[jax.Array]) -> tuple
       content: ``(H, W, 3)`` RGB in ``[0, 1]``.
       styles: ``(H_k, W_k, 3)`` RGB images in ``[0, 1]``, sizes may differ.
     Returns:
-      ``none``/``original``: the inputs unchanged; ``luminance``: the content's Y
+      ``none``/``original``: the inputs themselves (not copied to the device); ``luminance``: the content's Y
       and each style's matched Y, in three channels (§5.1); ``histogram`` /
       ``histogram-cholesky``: the content and each style colour-matched to it
       (§5.2). Shapes are the inputs'.
@@ -194,14 +194,15 @@ def prepare(mode: str, content: jax.Array, styles: Sequence[jax.Array]) -> tuple
       ValueError: for a mode not in ``MODES``.
     """
     _check_mode(mode)
+    if mode in ("none", "original"):
+        # As given (host arrays stay on the host: an eager copy compiles a program each).
+        return content, list(styles)
     content_j = jnp.asarray(content)
     if mode == "luminance":
         content_y3 = jnp.clip(gray3(luminance(content_j)), 0.0, 1.0)
         return content_y3, [luminance_inputs(content_j, style)[1] for style in styles]
-    if mode.startswith("histogram"):
-        method = "cholesky" if mode == "histogram-cholesky" else "symmetric"
-        return content_j, [match_histogram(style, content_j, method) for style in styles]
-    return content_j, [jnp.asarray(style) for style in styles]
+    method = "cholesky" if mode == "histogram-cholesky" else "symmetric"
+    return content_j, [match_histogram(style, content_j, method) for style in styles]
 
 
 def finish(mode: str, pixels: jax.Array, content: jax.Array) -> jax.Array:

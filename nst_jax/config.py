@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import re
 from importlib import resources
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -49,6 +50,20 @@ MAX_LBFGS_MEMORY = 100
 COARSE_ITERATIONS = 100
 # Seeds are unsigned 32-bit integers: a sweep carries them in a uint32 array.
 MAX_SEED = 2**32 - 1
+# Every number of a Config becomes float32 (the loss weights, the noise, Adam's step), so
+# none may exceed float32's largest finite value.
+MAX_FLOAT32 = 3.4028234663852886e38
+# The loss weights (alpha, beta, tv_weight, the layer and region weights, and the weight
+# of each term, alpha x a content layer's weight and beta x a style layer's x a region's).
+# The loss and its gradient are float32, and L-BFGS squares the gradient (its norm, its
+# inner products), which overflows once the gradient's norm passes 1.8e19 = sqrt(3.4e38):
+# the run then silently stalls at its first image. Measured with the real VGG19 from white
+# noise, the content gradient's norm per unit of alpha is 1.6e8 at 64 px, 6.7e8 at 256 px,
+# 2.4e9 at 1024 px (about 3e10 at 4096 px); the style gradient's per unit of beta is below
+# 4e7. At 64 px, alpha and beta (1, 1e3) scaled by 1e8 ran as at 1, scaled by 1e9 stalled.
+# 1e8 keeps the largest image's squares 30x below overflow, and the losses far from inf;
+# only the ratio alpha/beta matters (eq. 7), so larger weights can be scaled down together.
+MAX_WEIGHT = 1e8
 
 GROUPS = {
     "images": "images",
@@ -63,17 +78,35 @@ def example_path(name: str) -> pathlib.Path:
     return pathlib.Path(str(resources.files("nst_jax") / "examples" / name))
 
 
+# A field named inside a problem (mention): private-use characters, which no value holds.
+_MENTION = re.compile("\ue000([a-z_0-9]+)\ue001")
+
+
+def mention(name: str) -> str:
+    """The field ``name`` inside a :class:`ConfigError`'s problem: shown as the field's
+    name by default, as its flag (``--size``) on the command line and as its control's
+    label on the page (:meth:`ConfigError.problem_naming`)."""
+    return f"\ue000{name}\ue001"
+
+
 class ConfigError(NSTError):
     """A field of :class:`Config` has a value it cannot take.
 
     ``field`` names the field (``'size'``) and ``problem`` says what is wrong
     (``'must be a whole number from 16 to 4096, got 8'``); the command-line
-    tools replace the field name by the flag the user typed.
+    tools replace the field name by the flag the user typed. Other fields the
+    problem names are marked with :func:`mention`: ``problem`` (and ``str()``) show their
+    names, :meth:`problem_naming` what a tool calls them.
     """
 
     def __init__(self, field: str, problem: str):
-        super().__init__(f"{field} {problem}")
-        self.field, self.problem = field, problem
+        self.field, self.template = field, problem
+        self.problem = self.problem_naming(lambda name: name)
+        super().__init__(f"{field} {self.problem}")
+
+    def problem_naming(self, name_of: Callable[[str], str]) -> str:
+        """The problem with each field it mentions named ``name_of(field)``."""
+        return _MENTION.sub(lambda m: name_of(m.group(1)), self.template)
 
 
 # --- checks: each takes the value and returns it normalised, or raises ConfigError ------
@@ -104,9 +137,21 @@ def number(low: float = 0.0, high: float = math.inf, *, low_open: bool = False,
                or (low_open and value == low) or (high_open and value == high))
         if bad:
             raise ConfigError(name, f"must be a finite number {span}, got {value:g}")
+        if abs(value) > MAX_FLOAT32:
+            raise ConfigError(name, f"must be a number float32 can hold (at most "
+                                    f"{MAX_FLOAT32:.3g}), got {value:g}")
         return value
 
     return check
+
+
+def weight(name: str, value: Any) -> float:
+    """A loss weight: a finite number from 0 to :data:`MAX_WEIGHT`."""
+    if _is_real(value) and math.isfinite(float(value)) and float(value) > MAX_WEIGHT:
+        raise ConfigError(name, f"must be at most {MAX_WEIGHT:g}, got {float(value):g}: larger "
+                                "weights overflow float32 in the optimiser; only the weights' "
+                                "ratios matter (eq. 7), so scale them down together")
+    return number()(name, value)
 
 
 def whole(low: int, high: int) -> Callable[[str, Any], int]:
@@ -202,8 +247,8 @@ def layer_names(name: str, value: Any) -> tuple[str, ...]:
     return layers
 
 
-def layer_weights(name: str, value: Any) -> tuple[float, ...] | None:
-    """None, or finite numbers >= 0 (layer, blend and region weights)."""
+def _weights(name: str, value: Any) -> tuple[float, ...] | None:
+    """None, or finite numbers >= 0."""
     if value is None:
         return None
     values = tuple(value) if not isinstance(value, str) and not _is_real(value) else (value,)
@@ -213,10 +258,22 @@ def layer_weights(name: str, value: Any) -> tuple[float, ...] | None:
     return tuple(float(v) for v in values)
 
 
+def layer_weights(name: str, value: Any) -> tuple[float, ...] | None:
+    """None, or finite numbers from 0 to :data:`MAX_WEIGHT` (layer and region weights)."""
+    values = _weights(name, value)
+    if values is not None and max(values, default=0.0) > MAX_WEIGHT:
+        raise ConfigError(name, f"must be at most {MAX_WEIGHT:g} each, got "
+                                f"{', '.join(f'{v:g}' for v in values)}: larger weights overflow "
+                                "float32 in the optimiser; scale them down together")
+    return values
+
+
 def some_weight(name: str, value: Any) -> tuple[float, ...] | None:
-    """As :func:`layer_weights`, and not all zero (they are normalised to sum to 1)."""
-    values = layer_weights(name, value)
-    if values is not None and not sum(values) > 0:
+    """None, or finite numbers >= 0, not all zero: blend weights, which are normalised
+    to sum to 1 (:meth:`Config.style_mix`) before they become float32, so any finite
+    ones are taken."""
+    values = _weights(name, value)
+    if values is not None and not max(values, default=0.0) > 0:
         raise ConfigError(name, f"must not all be 0, got {', '.join(f'{v:g}' for v in values)}")
     return values
 
@@ -295,8 +352,10 @@ class Config:
         None, "with --content-masks, the weight of each region's style term", "images",
         layer_weights, kind="floats", sweep=True, shown_default="1/number of regions")
     # loss
-    alpha: float = field(1.0, "content weight (eq. 7)", "loss", number(), kind="float", sweep=True)
-    beta: float = field(1e3, "style weight (eq. 7)", "loss", number(), kind="float", sweep=True)
+    alpha: float = field(1.0, f"content weight (eq. 7; 0-{MAX_WEIGHT:g})", "loss", weight,
+                         kind="float", sweep=True)
+    beta: float = field(1e3, f"style weight (eq. 7; 0-{MAX_WEIGHT:g})", "loss", weight,
+                        kind="float", sweep=True)
     content_layers: tuple[str, ...] = field(CONTENT_LAYERS, "content layers", "loss", layer_names,
                                             kind="layers", sweep=True)
     content_layer_weights: tuple[float, ...] | None = field(
@@ -308,7 +367,7 @@ class Config:
         None, "one weight w_l per style layer, in the order of --style-layers (eq. 5)", "loss",
         layer_weights, kind="floats", sweep=True, shown_default="1/number of layers, as the paper")
     tv_weight: float = field(0.0, "total-variation weight (not in the paper; 0 = off)", "loss",
-                             number(), kind="float", sweep=True)
+                             weight, kind="float", sweep=True)
     # network
     pooling: str = field("avg", "pooling in VGG19 (the paper uses avg)", "network", choice(POOLINGS),
                          kind="choice", choices=POOLINGS)
@@ -372,9 +431,26 @@ class Config:
                                   f"has {len(weights)} weight(s) for {len(layers)} {kind} layer(s) "
                                   f"({', '.join(layers)}); give one per layer")
         self._check_styles()
+        self._check_term_weights()
         if self.start_size is not None and self.start_size > self.size:
-            raise ConfigError("start_size", f"must not exceed size ({self.size}), got "
-                                            f"{self.start_size}; it is the first scale's long side")
+            raise ConfigError("start_size", f"must not exceed {mention('size')} ({self.size}), "
+                                            f"got {self.start_size}; it is the first scale's "
+                                            "long side")
+
+    def _check_term_weights(self):
+        """Each term's weight (a product of weights, float32 too) within :data:`MAX_WEIGHT`."""
+        terms = (("alpha", self.alpha * max(self.layer_weights("content").values()),
+                  ["content_layer_weights"]),
+                 ("beta", self.beta * max(self.layer_weights("style").values())
+                  * max(self.region_weight_values()),
+                  ["style_layer_weights"] + ["region_weights"] * (self.region_weights is not None)))
+        for name, product, factors in terms:
+            if product > MAX_WEIGHT:
+                factors = " and ".join(map(mention, factors))
+                raise ConfigError(name, f"times the largest of {factors} gives a term of eq. 7 "
+                                        f"the weight {product:g}; it must be at most "
+                                        f"{MAX_WEIGHT:g} (larger weights overflow float32 in "
+                                        "the optimiser): scale them down")
 
     def _check_styles(self):
         styles = len(self.style)
@@ -390,13 +466,16 @@ class Config:
         one_per_style("content_masks", "mask(s)")
         one_per_style("style_masks", "mask(s)")
         if self.style_scale is not None and self.style_size is not None:
-            raise ConfigError("style_scale", "and style_size both set the style's size; give one")
+            raise ConfigError("style_scale", f"and {mention('style_size')} both set the style's "
+                                             "size; give one")
         if self.content_masks is not None and self.style_blend_weights is not None:
-            raise ConfigError("style_blend_weights", "blends styles over the whole image; with "
-                                                     "content_masks each region has its own style")
+            raise ConfigError("style_blend_weights", f"blends styles over the whole image; with "
+                                                     f"{mention('content_masks')} each region has "
+                                                     "its own style")
         if self.region_weights is not None:
             if self.content_masks is None:
-                raise ConfigError("region_weights", "needs content_masks (the regions)")
+                raise ConfigError("region_weights", f"needs {mention('content_masks')} (the "
+                                                    "regions)")
             if len(self.region_weights) != len(self.content_masks):
                 raise ConfigError("region_weights", f"has {len(self.region_weights)} weight(s) "
                                                     f"for {len(self.content_masks)} region(s)")
@@ -429,6 +508,10 @@ class Config:
         if self.content_masks is not None:
             return [[float(r == k) for k in range(styles)] for r in range(styles)]
         weights = self.style_blend_weights or (1.0,) * styles
+        # Divided by the largest first: the sum of weights near float64's largest (1e308)
+        # would overflow to inf, and every weight become 0.
+        largest = max(weights)
+        weights = [w / largest for w in weights]
         return [[w / sum(weights) for w in weights]]
 
     def region_weight_values(self) -> list[float]:
@@ -452,7 +535,7 @@ class Alias(NamedTuple):
 
 
 ALIASES: dict[str, Alias] = {
-    "ratio": Alias("alpha/beta; sets alpha = RATIO and beta = 1", number(),
+    "ratio": Alias(f"alpha/beta; sets alpha = RATIO (0-{MAX_WEIGHT:g}) and beta = 1", weight,
                    lambda r: {"alpha": r, "beta": 1.0}, "float", True),
 }
 
@@ -465,7 +548,8 @@ def expand_aliases(changes: Mapping[str, Any]) -> dict[str, Any]:
             alias = ALIASES[name]
             sets = alias.sets(0.0)
             if set(sets) & set(changes):
-                raise ConfigError(name, f"sets {' and '.join(sets)}; give one or the other")
+                raise ConfigError(name, f"sets {' and '.join(map(mention, sets))}; give one or "
+                                        "the other")
             out.update(alias.sets(alias.check(name, value)))
         else:
             out[name] = value

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst_jax.errors import NSTError, one_line
-from nst_jax.files import atomic_write, check_writable_folder
+from nst_jax.files import atomic_write, check_writable_folder, name_too_long, shorten_path
 
 # The smallest long side we accept: VGG's five 2x2 poolings need 2**4 = 16 px
 # for conv5_x to have at least one pixel.
@@ -87,6 +87,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _check_is_file(path: pathlib.Path) -> None:
     """Raise NSTError unless ``path`` names an existing regular file."""
+    problem = name_too_long(path)  # else exists() raises ENAMETOOLONG
+    if problem is not None:
+        raise NSTError(f"cannot read the image file {shorten_path(path)}: {problem}; "
+                       f"shorten it")
     if not path.exists():
         if path.is_symlink():
             raise NSTError(f"image file {path} is a broken symbolic link; point it at an existing file")
@@ -607,6 +611,9 @@ def _output_name(path: PathLike, suffixes: Sequence[str] = tuple(OUTPUT_FORMATS)
     """``path`` as a Path, if it is not a directory and ends in one of ``suffixes``."""
     path = pathlib.Path(path).expanduser()
     allowed = suffixes[0] if len(suffixes) == 1 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+    problem = name_too_long(path)  # else is_dir() raises ENAMETOOLONG
+    if problem is not None:
+        raise NSTError(f"cannot write {shorten_path(path)}: {problem}; shorten it")
     if path.is_dir():
         raise NSTError(f"output path {path} is a directory; give a file name ending in {allowed}")
     if path.suffix.lower() not in suffixes:

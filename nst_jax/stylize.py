@@ -187,8 +187,10 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
     if content_masks is not None:
         masks = propagate_masks(content_masks, style_layers)
         _check_regions(masks, "content mask")
+    # Stacked on the host: eagerly on the device, each layer's stack compiles a program.
     return Targets(content={l: content_features[l] for l in content_layers},
-                   style={l: jnp.stack([g[l] for g in grams]) for l in style_layers}, masks=masks)
+                   style={l: np.stack([np.asarray(g[l]) for g in grams]) for l in style_layers},
+                   masks=masks)
 
 
 def make_loss_fn(features_fn: FeaturesFn, targets: Targets
@@ -207,12 +209,14 @@ def untiled_loss(module: VGG, preprocessing: Preprocessing, content_layers: tupl
     """``fn(pixels, weights, (variables, targets)) -> (total, LossTerms)``: eq. 7 through
     ``module``; one function per network and layers (cached), so that compiled callers
     keyed by it are shared."""
-    layers = tuple(content_layers) + tuple(style_layers)
+    # The targets' jitted forward pass (same network, layers and, for the content, shape):
+    # JAX traces the network once for both.
+    features = _features_program(module, preprocessing,
+                                 tuple(content_layers) + tuple(style_layers))
 
     def fn(pixels, weights, data):
         variables, targets = data
-        return make_loss_fn(make_features_fn(variables, layers, module, preprocessing),
-                            targets)(pixels, weights)
+        return make_loss_fn(functools.partial(features, variables), targets)(pixels, weights)
 
     return fn
 
@@ -284,16 +288,22 @@ def compiled_programs(fn: Callable, settings: optimize.Settings, iterations: int
     the same loss function, settings and iterations shares them: a second image pair of
     the same size traces and compiles nothing."""
 
+    # The loss, jitted on its own and called inside both programs: JAX traces the network
+    # (Python, Flax) once per shape and differentiates that trace for the start and the loop,
+    # where each traced it anew (XLA inlines the call: the compiled programs are the same).
+    # A repeated run, whose programs come from the compilation cache, still traces them.
+    loss = jax.jit(fn)
+
     # Named functions: JAX names the programs, and their compilation-cache entries, after them.
     def start(x0, weights, data):
-        return start_state(fn, settings, iterations, x0, weights, data)
+        return start_state(loss, settings, iterations, x0, weights, data)
 
     def run(state, num_steps, weights, data):
-        return advance_state(fn, settings, state, num_steps, weights, data)
+        return advance_state(loss, settings, state, num_steps, weights, data)
 
     # The state is donated: XLA reuses its buffers (the L-BFGS history is 2 image-sized
     # vectors per step) instead of holding old and new.
-    return jax.jit(start), jax.jit(run, donate_argnums=0), jax.jit(fn)
+    return jax.jit(start), jax.jit(run, donate_argnums=0), loss
 
 
 def best_image(state: optimize.OptimizeState) -> jax.Array:
@@ -309,7 +319,12 @@ def saved_pixels(state: optimize.OptimizeState, bits: int = 8) -> jax.Array:
     losses reported are of these pixels."""
     if bits not in images.BIT_DEPTHS:
         raise ValueError(f"bits must be one of {images.BIT_DEPTHS}, got {bits!r}")
-    levels = float(2**bits - 1)
+    return _rounded(state, float(2**bits - 1))
+
+
+@jax.jit
+def _rounded(state: optimize.OptimizeState, levels: float) -> jax.Array:
+    # One compiled call: eagerly, each of its operations compiles a program of its own.
     return jnp.round(best_image(state) * levels) / levels
 
 
@@ -321,6 +336,14 @@ def white_noise(seed: jax.Array | int, shape: tuple[int, ...],
     uint32 array give the same noise), and may be traced with ``amplitude``, so a
     sweep over seeds is a ``vmap``.
     """
+    if isinstance(seed, int):
+        seed = np.uint32(seed)
+    return _white_noise(seed, tuple(shape), amplitude)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _white_noise(seed, shape, amplitude):
+    # One compiled call: eagerly, the key, the draw and the arithmetic compile a program each.
     u = jax.random.uniform(jax.random.key(seed), shape, jnp.float32)
     return 0.5 + amplitude * (u - 0.5)
 
@@ -382,9 +405,9 @@ def style_sides(config: Config) -> tuple[tuple[int, str, str], ...]:
             scale = config.style_scale[k if len(config.style_scale) > 1 else 0]
             side = max(1, round(scale * config.size))
             if not images.MIN_SIDE <= side <= images.MAX_SIDE:
-                raise ConfigError("style_scale", f"{scale:g} makes style image {k + 1} {side} px "
-                                                 f"long; it must be {images.MIN_SIDE}-"
-                                                 f"{images.MAX_SIDE} px")
+                raise ConfigError("style_scale", f"{scale:g} gives style image {k + 1} a long "
+                                                 f"side of {side} px; it must be "
+                                                 f"{images.MIN_SIDE}-{images.MAX_SIDE} px")
             out.append((side, "style_scale", f"{scale:g} (a {side} px long side)"))
         elif config.style_size is not None:
             out.append((config.style_size, "style_size", str(config.style_size)))
@@ -399,8 +422,9 @@ def load_inputs(config: Config) -> Inputs:
 
     Raises:
       NSTError: a file is missing or unreadable (see :func:`nst_jax.images.load_image`),
-        or a mask is black everywhere; ConfigError: an image too thin at this size, or
-        an ``init`` that is neither ``noise``, ``content``, ``style`` nor an existing file.
+        or a mask is black everywhere; ConfigError: an image too thin at this size, a
+        mask whose aspect ratio is not its image's (:func:`_load_mask`), or an ``init``
+        that is neither ``noise``, ``content``, ``style`` nor an existing file.
     """
     content = _load_sized(config.content, config.size, "content", "size")
     styles = tuple(_load_sized(path, side, "style", field, shown)
@@ -413,12 +437,36 @@ def load_inputs(config: Config) -> Inputs:
         init = images.load_image(config.init)
     content_masks = style_masks = None
     if config.content_masks is not None:
-        content_masks = np.stack([images.load_mask(path, content.shape[:2])
+        content_masks = np.stack([_load_mask(path, content, "content_masks",
+                                             f"the content image {config.content}")
                                   for path in config.content_masks])
     if config.style_masks is not None:
-        style_masks = tuple(images.load_mask(path, style.shape[:2])
-                            for path, style in zip(config.style_masks, styles))
+        style_masks = tuple(_load_mask(path, style, "style_masks",
+                                       f"style image {k + 1} ({config.style[k]})")
+                            for k, (path, style) in enumerate(zip(config.style_masks, styles)))
     return Inputs(content, styles, init, content_masks, style_masks)
+
+
+# A region mask's aspect ratio may differ from its image's by this fraction, plus a pixel of
+# the image's short side (the rounding of the resized image's sides).
+MASK_ASPECT_TOLERANCE = 0.02
+
+
+def _load_mask(path: str, image: np.ndarray, field: str, shown: str) -> np.ndarray:
+    """:func:`nst_jax.images.load_mask` at ``image``'s size ``(H, W, 3)``; a mask of
+    another shape (aspect ratio) is a :class:`ConfigError` of ``field`` naming the mask,
+    ``shown`` (its image) and both sizes: stretched to the image, it would put its region
+    elsewhere than drawn. (The mask is read twice; masks are small.)"""
+    height, width = image.shape[:2]
+    mask = images.load_mask(path, (height, width))  # a bad or black mask says so first
+    h, w = images.load_image(path).shape[:2]
+    tolerance = MASK_ASPECT_TOLERANCE + 1.0 / min(height, width)
+    if abs((w / h) / (width / height) - 1.0) > tolerance:
+        raise ConfigError(field, f"{path} is {w}x{h} px but {shown} is resized to "
+                                 f"{width}x{height} px: a mask of another shape would be "
+                                 f"stretched, moving its region from where it was drawn; give "
+                                 f"a mask of the image's shape (aspect ratio)")
+    return mask
 
 
 class Network(NamedTuple):
@@ -479,7 +527,7 @@ class Stylization:
 
         The previous state is donated to the compiled loop (its arrays are deleted): keep
         a copy (``jax.device_get``) of one you still need."""
-        self.state = self._run(self.state, jnp.int32(num_iterations), self.weights)
+        self.state = self._run(self.state, np.asarray(num_iterations, np.int32), self.weights)
         return self.state
 
     @property
@@ -498,9 +546,9 @@ class Stylization:
         the optimiser recorded them, else (optax's L-BFGS keeps only the total) by a
         forward pass at the current pixels."""
         i = int(self.state.iteration) - 1
-        if i >= 0:
-            total = float(self.state.trace.value[i])
-            terms = LossTerms(*(float(t[i]) for t in self.state.trace.aux))
+        if i >= 0:  # read on the host: indexing on the device compiles a program per operation
+            total = float(np.asarray(self.state.trace.value)[i])
+            terms = LossTerms(*(float(np.asarray(t)[i]) for t in self.state.trace.aux))
             if np.isfinite(total) and all(np.isfinite(terms)):
                 return total, terms
         return self.terms()
@@ -585,7 +633,9 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     start_fn, run, terms = programs(loss_fn.fn, settings, config.iterations)
     state = start_fn(x0, weights_, data)
     return Stylization(config, loss_fn, weights_, state, np.asarray(content, np.float32),
-                       functools.partial(run, data=data), functools.partial(terms, data=data),
+                       functools.partial(run, data=data),
+                       # data positional, as the programs pass it: the loss's trace is reused
+                       lambda pixels, weights: terms(pixels, weights, data),
                        loss_fn.plan, memory)
 
 

@@ -17,8 +17,9 @@ points that have stopped). The grid axis is laid out over a
 :class:`jax.sharding.Mesh` of all devices — of every process after
 :func:`jax.distributed.initialize` — so XLA splits the grid across devices; the
 code path is the same for one CPU, a multi-GPU host or a TPU pod slice.
-:func:`run_grid` cuts grids larger than memory into chunks and hands each
-chunk's results to a callback as soon as it finishes.
+:func:`run_grid` cuts grids larger than memory into chunks (as many points per
+compiled call as :func:`fitting_batch_size` finds room for, unless a batch size is
+given) and hands each chunk's results to a callback as soon as it finishes.
 """
 from __future__ import annotations
 
@@ -33,20 +34,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from nst_jax import colors, optimize
+from nst_jax import colors, optimize, tiling
 from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
 from nst_jax.stylize import (advance_state, as_style_list, build_loss_fn, loss_weights, network,
                              optimizer_settings, saved_pixels, start_state, white_noise)
-from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing
+from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing, layer_names
 
 GRID_AXIS = "grid"
 INIT_CODES = {name: code for code, name in enumerate(INITS)}  # noise 0, content 1, style 2
 # SWEEPABLE (the Config fields, and the 'ratio' shorthand, a sweep may vary) and
 # STATIC_FIELDS (those that fix the compiled program) come from nst_jax.config.
 __all__ = ["GRID_AXIS", "INIT_CODES", "SWEEPABLE", "STATIC_FIELDS", "Grid", "Point", "Sweeper",
-           "PointResult", "Progress", "run_grid", "chunks", "initialize_distributed", "to_host"]
+           "PointResult", "Progress", "run_grid", "chunks", "fitting_batch_size",
+           "initialize_distributed", "to_host"]
 
 
 def _changes(combination: dict[str, Any]) -> dict[str, Any]:
@@ -356,8 +358,10 @@ class Sweeper:
     def run(self, grid: Grid, *, batch_size: int | None = None, fixed_batch: bool = False,
             steps_per_call: int = 10,
             on_chunk: Callable[[list[PointResult]], None] | None = None,
-            on_progress: Callable[[Progress], None] | None = None) -> list[PointResult]:
-        """Run every point of ``grid``, ``batch_size`` points per compiled call.
+            on_progress: Callable[[Progress], None] | None = None,
+            memory: float | None = None) -> list[PointResult]:
+        """Run every point of ``grid``, ``batch_size`` points per compiled call (default:
+        :meth:`fitting_batch_size`, of ``memory`` bytes per device).
 
         Each chunk advances ``steps_per_call`` iterations per call so
         ``on_progress`` can report; ``on_chunk`` gets each chunk's results as soon
@@ -369,7 +373,8 @@ class Sweeper:
         """
         self.check(grid)
         started = time.monotonic()
-        plan = chunks(len(grid), batch_size or len(grid), self.num_devices, fixed=fixed_batch)
+        batch_size = batch_size or self.fitting_batch_size(grid, memory)
+        plan = chunks(len(grid), batch_size, self.num_devices, fixed=fixed_batch)
         results: list[PointResult] = []
         for number, indices in enumerate(plan):
             points = self.place(grid.points(indices, self.content_layers, self.style_layers))
@@ -396,6 +401,11 @@ class Sweeper:
             if status == "interrupted":
                 raise KeyboardInterrupt
         return results
+
+    def fitting_batch_size(self, grid: Grid, memory: float | None = None) -> int:
+        """:func:`fitting_batch_size` of ``grid`` on this Sweeper's images, network and mesh."""
+        return fitting_batch_size(grid, (self.height, self.width), self.module, mesh=self.mesh,
+                                  memory=memory)
 
     def place(self, points: Point) -> Point:
         """Host point arrays -> arrays sharded along the grid axis."""
@@ -490,19 +500,67 @@ def chunks(num_points: int, batch_size: int, num_devices: int, fixed: bool = Fal
     return out
 
 
+def fitting_batch_size(grid: Grid, shape: tuple[int, int], module: VGG | None = None, *,
+                       mesh: Mesh | None = None, memory: float | None = None) -> int:
+    """Points of ``grid`` per compiled call, on images of ``shape`` ``(H, W)`` px: the whole
+    grid if it fits in memory, else chunks as even as the fit allows (a multiple of the
+    mesh's devices).
+
+    The memory model is ``--tile-size auto``'s (:mod:`nst_jax.tiling`): the process's
+    :data:`~nst_jax.tiling.BASE_BYTES` once per device and :func:`~nst_jax.tiling.point_bytes`
+    per point (its image-sized arrays, L-BFGS history and Gram matrices), planned within
+    :data:`~nst_jax.tiling.AUTO_SHARE` of ``memory``: bytes per device, default
+    :func:`~nst_jax.tiling.machine_memory` (CPU devices share the machine's).
+
+    Raises:
+      NSTError: one point per device needs more than the whole ``memory``.
+    """
+    module = module or network(grid.configs[0])
+    mesh = mesh or default_mesh()
+    devices = mesh.size
+    memory = tiling.machine_memory() if memory is None else float(memory)
+    # On a CPU all local devices share the machine's memory.
+    sharing = jax.local_device_count() if mesh.devices.flat[0].platform == "cpu" else 1
+    channels = dict(zip(layer_names(module.blocks), (c for b in module.blocks for c in b)))
+    regions = len(grid.configs[0].content_masks or [None])
+    each = tiling.point_bytes(shape, grid.settings.memory_size,
+                              [channels[l] for l in grid.style_layers] * regions)
+    need = tiling.BASE_BYTES + each * sharing  # one point per device
+    # Points per device within the planned share; else 0 (one fits the memory) or -1.
+    per_device = max(int((tiling.AUTO_SHARE * memory - tiling.BASE_BYTES) // (each * sharing)),
+                     0 if need <= memory else -1)
+    if jax.process_count() > 1:  # every process runs the same chunks: the tightest one's
+        from jax.experimental import multihost_utils
+
+        per_device = int(np.min(multihost_utils.process_allgather(np.int64(per_device))))
+    if per_device < 0:
+        raise NSTError(f"one point of this sweep at {shape[1]}x{shape[0]} px needs about "
+                       f"{need / 1e9:.1f} GB (with the process's {tiling.BASE_BYTES / 1e9:.1f} "
+                       f"GB), more than the {memory / 1e9:.1f} GB of memory here: use a "
+                       "smaller --size")
+    per_device = max(per_device, 1)  # beyond the planned share, within the memory: as a run
+    most = per_device * devices
+    calls = -(-len(grid) // most)
+    even = -(-len(grid) // calls)  # points per call, as even as the calls allow
+    return -(-even // devices) * devices  # a multiple of the devices, at most `most`
+
+
 def run_grid(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params, grid: Grid, *,
              module: VGG | None = None, preprocessing: Preprocessing = CAFFE,
              batch_size: int | None = None, mesh: Mesh | None = None, steps_per_call: int = 10,
              on_chunk: Callable[[list[PointResult]], None] | None = None,
              on_progress: Callable[[Progress], None] | None = None,
              content_masks: np.ndarray | None = None,
-             style_masks: Sequence[np.ndarray | None] | None = None) -> list[PointResult]:
-    """Compile ``grid``'s program and run it (:meth:`Sweeper.run`); see :class:`Sweeper`."""
+             style_masks: Sequence[np.ndarray | None] | None = None,
+             memory: float | None = None) -> list[PointResult]:
+    """Compile ``grid``'s program and run it (:meth:`Sweeper.run`); see :class:`Sweeper`.
+    Without ``batch_size``, as many points per call as fit in ``memory`` (bytes per device;
+    :func:`fitting_batch_size`)."""
     sweeper = Sweeper.for_grids(content, style, params, [grid], module=module,
                                 preprocessing=preprocessing, mesh=mesh,
                                 content_masks=content_masks, style_masks=style_masks)
     return sweeper.run(grid, batch_size=batch_size, steps_per_call=steps_per_call,
-                       on_chunk=on_chunk, on_progress=on_progress)
+                       on_chunk=on_chunk, on_progress=on_progress, memory=memory)
 
 
 def _results(sweeper: Sweeper, grid: Grid, indices: list[int], points: Point,

@@ -675,6 +675,23 @@ def estimate_bytes(shape: tuple[int, int], tile_px: int | None, lbfgs_memory: in
     return BASE_BYTES + TILED_BYTES_PER_PX * pixels + TILE_BYTES_PER_PX * canvas + history
 
 
+# A sweep (nst_jax.sweep) holds per point what a run holds per pixel and its L-BFGS history,
+# and its Gram matrices too (C x C float32 per style layer and region, the value and its
+# gradient), which a single run holds once, within BASE_BYTES. Against XLA's memory analysis
+# of the sweep's compiled L-BFGS step (real VGG19, conv1_1 ... conv5_1, batches of 16-64
+# points): 6.1 MB per point measured at 32x21 px and 10.9 MB at 64x43, 6.5 and 11.6 modelled.
+GRAM_BYTES_PER_ENTRY = 2 * 4
+
+
+def point_bytes(shape: tuple[int, int], lbfgs_memory: int, gram_channels: Sequence[int] = ()
+                ) -> float:
+    """Bytes one more untiled run on an image of ``shape`` px adds to a process that holds
+    others (a point of a sweep): :func:`estimate_bytes` less the process's
+    :data:`BASE_BYTES`, and its Gram matrices of ``gram_channels`` channels each."""
+    return (estimate_bytes(shape, None, lbfgs_memory) - BASE_BYTES
+            + GRAM_BYTES_PER_ENTRY * float(sum(c * c for c in gram_channels)))
+
+
 class Choice(NamedTuple):
     """What :func:`choose` settled on: the tile side (None: untiled), the L-BFGS history,
     the bytes it expects, and a sentence saying why."""

@@ -3,7 +3,9 @@ equals the uninterrupted one bit for bit, a checkpoint of another run is refused
 and a save cut short leaves the previous checkpoint intact."""
 from __future__ import annotations
 
+import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ import pytest
 from PIL import Image
 
 from nst_jax import checkpoint, coarse_to_fine, images, optimize, stylize
+from nst_jax.apps import runner
 from nst_jax.apps.runner import ExitCode
 from nst_jax.config import Config
 from nst_jax.errors import NSTError
@@ -144,7 +147,10 @@ def test_folders_that_cannot_hold_a_checkpoint(tmp_path):
         checkpoint.check_folder(tmp_path / "file")
     with pytest.raises(NSTError, match="does not exist"):
         checkpoint.check_folder(tmp_path / "missing" / "ck")
-    assert checkpoint.check_folder(tmp_path / "ck").is_dir()
+    assert checkpoint.check_folder(tmp_path / "ck") == tmp_path / "ck"
+    assert not (tmp_path / "ck").exists()  # created by the first save, not before
+    (tmp_path / "ck").mkdir()
+    assert checkpoint.check_folder(tmp_path / "ck") == tmp_path / "ck"
     assert checkpoint.read(tmp_path / "ck") is None  # an empty folder holds no checkpoint
     assert checkpoint.default_path("out/run.png").as_posix() == "out/run.ckpt"
 
@@ -301,7 +307,7 @@ def test_cli_refusals_are_one_line_before_any_work(real_weights, image_files, tm
     refused(["--checkpoint", tmp_path / "x"], "--checkpoint needs --checkpoint-every")
     refused(["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0")
     refused(["--coarse-iterations", "5"], "--coarse-iterations needs --start-size")
-    refused(["--start-size", "64"], "--start-size must not exceed size (32)")
+    refused(["--start-size", "64"], "--start-size must not exceed --size (32)")
     (tmp_path / "file").write_text("x")
     refused(["--checkpoint-every", "1", "--checkpoint", tmp_path / "file"], "it is a file")
     refused(["--checkpoint-every", "1", "--checkpoint", tmp_path / "no" / "ck"], "does not exist")
@@ -313,3 +319,192 @@ def test_cli_refusals_are_one_line_before_any_work(real_weights, image_files, tm
     refused(["--resume", "--size", "48"], "is of another run", "size 48 (the checkpoint's: 32)")
     refused(["--resume", "--iterations", "1"], "--iterations 1 is fewer than the 2")
     assert not out.exists()
+
+
+# --- what a run leaves when it stops early, and damaged checkpoints (issue 21, items 8, 9) ---
+
+
+def small_state(value: float = 1.0):
+    solver = optimize.make_solver(quadratic, optimize.Settings(method="adam"))
+    state = optimize.init(solver, quadratic, jax.numpy.full((4, 5, 3), value), 3)
+    return state, position(state)
+
+
+def test_a_failed_first_save_leaves_no_folder(tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ocp.CompositeCheckpointHandler, "finalize", full_disk)
+    state, where = small_state()
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path / "ck", 1, state, {}, where)
+    assert not (tmp_path / "ck").exists()
+
+
+def test_unfinished_saves_are_removed_and_the_complete_step_kept(tmp_path):
+    folder = tmp_path / "ck"
+    state, where = small_state()
+    checkpoint.save(folder, 10, state, {}, where)
+    shutil.copytree(folder / "10", folder / "20.orbax-checkpoint-tmp")  # a save cut short
+    shutil.copytree(folder / "10", folder / "30.orbax-checkpoint-tmp-1733150000")
+    assert checkpoint.remove_unfinished(folder) == ["20.orbax-checkpoint-tmp",
+                                                    "30.orbax-checkpoint-tmp-1733150000"]
+    assert sorted(p.name for p in folder.iterdir()) == ["10"]
+    assert checkpoint.read(folder)["step"] == 10
+    assert checkpoint.remove_unfinished(folder) == []
+    (folder / "10").rename(folder / "10.orbax-checkpoint-tmp")  # nothing complete: all goes
+    assert checkpoint.remove_unfinished(folder) == ["10.orbax-checkpoint-tmp"]
+    assert not folder.exists()
+
+
+STOPPED_MID_SAVE = """
+import signal, sys
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from nst_jax import checkpoint, optimize
+from nst_jax.apps import runner
+
+fun = lambda x: (jnp.sum(x ** 2), ())
+solver = optimize.make_solver(fun, optimize.Settings(method="adam"))
+state = optimize.init(solver, fun, jnp.ones((4, 5, 3)), 3)
+position = {"scale": 0, "scales": 1, "size": 5, "iteration": 0, "shape": [4, 5, 3]}
+if sys.argv[2] == "second":
+    checkpoint.save(sys.argv[1], 1, state, {}, position)
+runner.on_exit_now(checkpoint.remove_partial_saves)  # as nst_jax.apps.stylize does
+
+def three_ctrl_cs(self, *args, **kwargs):  # every item is written, the step folder not yet renamed
+    for _ in range(runner.AT_ONCE):
+        runner._on_sigint(signal.SIGINT, None)
+
+ocp.CompositeCheckpointHandler.finalize = three_ctrl_cs
+checkpoint.save(sys.argv[1], 2, state._replace(pixels=state.pixels * 2), {}, position)
+"""
+
+
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_three_ctrl_cs_mid_save_remove_the_unfinished_save(tmp_path, which):
+    """The third Ctrl-C stops the process at once, in the middle of a save: its temporary
+    step folder goes, and the folder too if that save made it; a checkpoint before stays."""
+    folder = tmp_path / "ck"
+    done = subprocess.run([sys.executable, "-c", STOPPED_MID_SAVE, str(folder), which], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == ExitCode.INTERRUPTED, done.stderr[-2000:]
+    assert "stopped at once after 3 Ctrl-Cs" in done.stderr
+    if which == "first":
+        assert not folder.exists()
+    else:
+        assert sorted(p.name for p in folder.iterdir()) == ["1"]
+
+
+@pytest.fixture
+def tiny_network(monkeypatch, tiny_vgg, tiny_params):
+    """The command line on the tiny VGG (its logic, not its looks): no weights to load."""
+    network = stylize.Network(tiny_vgg, tiny_params, stylize.CAFFE, {"params_sha256": "tiny"})
+    monkeypatch.setattr(stylize, "load_network", lambda *args, **kwargs: network)
+    return network
+
+
+@pytest.mark.parametrize("case", ["missing style", "black mask", "start size too thin"])
+def test_a_run_that_fails_early_leaves_no_checkpoint_folder(tiny_network, image_files, tmp_path,
+                                                            capsys, case):
+    content, style = image_files
+    args = {"missing style": ["--content", content, "--style", tmp_path / "none.jpg"],
+            "black mask": ["--content", content, "--style", style, "--content-masks",
+                           tmp_path / "black.png", "--style-masks", tmp_path / "black.png"],
+            "start size too thin": ["--content", tmp_path / "thin.png", "--style", style,
+                                    "--size", "96", "--start-size", "32"]}[case]
+    Image.new("L", (48, 40), 0).save(tmp_path / "black.png")
+    Image.new("RGB", (200, 40), (9, 90, 200)).save(tmp_path / "thin.png")  # 32x6 px at 32
+    out = tmp_path / "o.png"
+    code, _, err = run_cli(["--size", "32", *args, "--iterations", "2", "--checkpoint-every", "1",
+                            "--output", out], capsys)
+    assert code == ExitCode.ERROR and err.strip().splitlines()[-1].startswith("error: "), err
+    assert not (tmp_path / "o.ckpt").exists() and not out.exists()
+
+
+def test_an_interrupt_while_compiling_leaves_no_checkpoint_folder(tiny_network, image_files,
+                                                                  tmp_path, capsys, monkeypatch):
+    real = coarse_to_fine.stylizations
+
+    def ctrl_c_while_compiling(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # counted by the runner; raised at its next safe point
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(coarse_to_fine, "stylizations", ctrl_c_while_compiling)
+    content, style = image_files
+    out = tmp_path / "o.png"
+    code, _, err = run_cli(["--content", content, "--style", style, "--size", "32", "--iterations",
+                            "2", "--checkpoint-every", "1", "--output", out, "--quiet"], capsys)
+    assert code == ExitCode.INTERRUPTED
+    assert_one_line_error(code, err, "interrupted while compiling", "o.png was not written")
+    assert not (tmp_path / "o.ckpt").exists() and not out.exists()
+    assert checkpoint.remove_partial_saves in runner._CLEANUPS  # for a third Ctrl-C mid-save
+
+
+def test_resume_with_only_an_unfinished_save_says_so_and_removes_it(image_files, tmp_path, capsys):
+    content, style = image_files
+    folder = tmp_path / "o.ckpt"
+    state, where = small_state()
+    checkpoint.save(folder, 10, state, {}, where)
+    (folder / "10").rename(folder / "10.orbax-checkpoint-tmp")  # the first save, cut short
+    code, _, err = run_cli(["--content", content, "--style", style, "--size", "32", "--output",
+                            tmp_path / "o.png", "--resume"], capsys)
+    assert_one_line_error(code, err, f"there is no checkpoint in {folder}",
+                          "10.orbax-checkpoint-tmp", "now removed")
+    assert code == ExitCode.ERROR and not folder.exists()
+
+
+def test_an_unfinished_save_beside_a_complete_one_is_removed_and_resume_goes_on(
+        tiny_network, image_files, tmp_path, capsys, monkeypatch):
+    content, style = image_files
+    common = ["--content", content, "--style", style, "--size", "32", "--iterations", "4",
+              "--output", tmp_path / "o.png"]
+    restore_step = interrupt_after(monkeypatch, 1)  # Ctrl-C after iteration 2
+    code, _, err = run_cli([*common, "--checkpoint-every", "2"], capsys)
+    assert code == ExitCode.INTERRUPTED, err
+    restore_step()
+    folder = tmp_path / "o.ckpt"
+    shutil.copytree(folder / "2", folder / "4.orbax-checkpoint-tmp")  # the next save, cut short
+    code, _, err = run_cli([*common, "--resume"], capsys)
+    assert code == ExitCode.OK, err
+    assert f"removed an unfinished save (4.orbax-checkpoint-tmp) cut short by an earlier run " \
+           f"from {folder}; the complete checkpoint before it (iteration 2) is kept" in err
+    assert "resuming from" in err and "at iteration 2" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["4"]
+    assert images.read_png_metadata(tmp_path / "o.png")["nst_jax:iterations_done"] == "4"
+
+
+def truncate_manifest(step: pathlib.Path) -> None:
+    manifest = step / "state" / "manifest.ocdbt"
+    manifest.write_bytes(manifest.read_bytes()[:20])
+
+
+def flip_bytes(step: pathlib.Path) -> None:
+    chunks = [p for p in (step / "state" / "d").iterdir() if p.is_file()]  # the arrays read
+    assert chunks
+    for chunk in chunks:
+        data = bytearray(chunk.read_bytes())
+        for i in range(len(data) // 2, min(len(data), len(data) // 2 + 8)):
+            data[i] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [truncate_manifest, flip_bytes])
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no tracebacks
+def test_a_damaged_checkpoint_is_one_short_line(tiny_network, image_files, tmp_path, capsys,
+                                                monkeypatch, damage):
+    monkeypatch.chdir(tmp_path)  # short paths, as a user types them
+    content, style = image_files
+    common = ["--content", content, "--style", style, "--size", "32", "--iterations", "2",
+              "--output", "o.png"]
+    code, _, err = run_cli([*common, "--checkpoint-every", "2"], capsys)
+    assert code == ExitCode.OK, err
+    damage(tmp_path / "o.ckpt" / "2")
+    code, _, err = run_cli([*common, "--resume", "--quiet"], capsys)
+    assert code == ExitCode.ERROR
+    assert_one_line_error(code, err, "the checkpoint in o.ckpt (step 2) is damaged",
+                          "remove that folder to start over")
+    line = err.strip()
+    assert len(line) < 200 and "{" not in line and "tensorstore" not in line.lower(), line

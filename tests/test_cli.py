@@ -98,13 +98,18 @@ def test_odd_image_modes_are_accepted(real_weights, tmp_path, capsys):
     cmyk = tmp_path / "cmyk.jpg"
     Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(cmyk)
     for content, style in ((gray, rgba), (deep, cmyk)):
-        out = tmp_path / f"{content.stem}.png"
+        out = tmp_path / f"{content.stem}_stylized.png"  # (its own name: not over the content)
         code, _, err = run_cli(["--content", content, "--style", style, "--output", out, "--size", "32",
                                 "--iterations", "1"], capsys)
         assert code == 0, err
 
 
-def test_nonfinite_loss_stops_keeps_an_image_and_says_so(real_weights, image_files, tmp_path, capsys):
+def test_nonfinite_loss_stops_keeps_an_image_and_says_so(real_weights, image_files, tmp_path, capsys,
+                                                         monkeypatch):
+    from nst_jax import config
+
+    # Within the weights Config takes the loss stays finite: lift the bound to make it overflow.
+    monkeypatch.setattr(config, "MAX_WEIGHT", float("inf"))
     content, style = image_files
     out = tmp_path / "nan.png"
     code, _, err = run_cli(["--content", content, "--style", style, "--output", out, *FAST,

@@ -75,7 +75,7 @@ def test_refusals_name_start_size(tmp_path):
         Config(size=64, start_size=65)
     with pytest.raises(ConfigError) as e:
         c2f.plan(Config(size=256, start_size=32, style_size=100))
-    assert e.value.field == "start_size" and "style images 12 px" in str(e.value)
+    assert e.value.field == "start_size" and "style images a long side of 12 px" in str(e.value)
     with pytest.raises(ConfigError) as e:
         c2f.plan(Config(size=256, start_size=32, style_scale=0.25))
     assert e.value.field == "style_scale" and "raise start_size" in str(e.value)

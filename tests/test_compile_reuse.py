@@ -41,7 +41,8 @@ def count_traces(monkeypatch):
 
     monkeypatch.setattr(stylize, "total_loss", counted)
     # Programs compiled by earlier tests would hide the first run's traces.
-    caches = (stylize.untiled_loss, stylize.compiled_programs, sweep.grid_programs)
+    caches = (stylize.untiled_loss, stylize.compiled_programs, sweep.grid_programs,
+              stylize._features_program)
     for cache in caches:
         cache.cache_clear()
     yield calls
@@ -68,6 +69,30 @@ def test_a_second_pair_of_the_same_size_compiles_nothing(tiny_vgg, tiny_params, 
     # A new size is a new program (the count is live).
     _run(tiny_vgg, tiny_params, *_pair(2, shape=(32, 32, 3)), config)
     assert len(count_traces) > traced
+
+
+def test_a_run_traces_eq7_once_and_the_network_once_per_image_shape(tiny_vgg, tiny_params,
+                                                                    count_traces, monkeypatch):
+    """Tracing is most of a repeated run's start-up (its programs come from the compilation
+    cache, but JAX traces them to find them): the optimiser's start and loop and the saved
+    image's loss share one trace of eq. 7, and the loss shares the targets' trace of the
+    network at the content's shape."""
+    networks = []
+    real = stylize.make_features_fn
+
+    def counted(*args, **kwargs):
+        networks.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stylize, "make_features_fn", counted)
+    content, style = _pair(3)  # two shapes: (24, 32) and (28, 28)
+    job = stylize.prepare(content, style, tiny_params, Config(iterations=3, **LAYERS),
+                          module=tiny_vgg)
+    job.step(3)
+    job.saved(8)
+    job.terms()
+    assert len(count_traces) == 1
+    assert len(networks) == 2
 
 
 def test_a_second_grid_of_the_same_shape_compiles_nothing(tiny_vgg, tiny_params, count_traces):

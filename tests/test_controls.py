@@ -285,7 +285,7 @@ def test_style_sides_follow_size_style_size_and_scale():
     assert sides(config.replace(style_size=48)) == ((48, "style_size"),) * 2
     assert sides(config.replace(style_scale=(0.5,))) == ((32, "style_scale"),) * 2
     assert sides(config.replace(style_scale=(0.5, 2.0))) == ((32, "style_scale"), (128, "style_scale"))
-    with pytest.raises(ConfigError, match="makes style image 1 13 px"):
+    with pytest.raises(ConfigError, match="gives style image 1 a long side of 13 px"):
         stylize.style_sides(config.replace(style_scale=(0.2,)))
 
 

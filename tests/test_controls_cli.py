@@ -129,7 +129,7 @@ def test_sweep_interpolates_between_styles(real_weights, controls, tmp_path, cap
     (["--style", "{warm},{cool}", "--style-blend-weights", "1,-1"], ["--style-blend-weights", ">= 0"]),
     (["--style", "{warm},{cool}", "--style-blend-weights", "0,0"], ["not all be 0"]),
     (["--style", "{warm}", "--preserve-colors", "chroma"], ["--preserve-colors", "luminance"]),
-    (["--style", "{warm}", "--region-weights", "1"], ["--region-weights needs content_masks"]),
+    (["--style", "{warm}", "--region-weights", "1"], ["--region-weights needs --content-masks"]),
     (["--style", "{warm},{cool}", "--content-masks", "{left},{right}", "--region-weights", "1,-1"],
      ["--region-weights", ">= 0"]),
     (["--style", "{warm}", "--style-scale", "0.5", "--style-size", "32"], ["give one"]),

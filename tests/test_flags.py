@@ -92,11 +92,11 @@ def test_flags_override_config_defaults_and_unset_flags_keep_them():
     # values refused by Config, named by the flag the user typed
     ("nst_jax.apps.stylize", ["--seed", "99999999999999999999"],
      "--seed must be a whole number from 0 to 4294967295"),
-    ("nst_jax.apps.stylize", ["--ratio", "1e-3", "--alpha", "2"], "--ratio sets alpha and beta"),
+    ("nst_jax.apps.stylize", ["--ratio", "1e-3", "--alpha", "2"], "--ratio sets --alpha and --beta"),
     ("nst_jax.apps.sweep", ["--seeds", "0,5000000000"],
      "--seeds must be a whole number from 0 to 4294967295, got 5000000000"),
     ("nst_jax.apps.sweep", ["--inits", "noise,photo.png"], "--inits of a sweep must be one of"),
-    ("nst_jax.apps.sweep", ["--ratios", "1e-3", "--alphas", "2"], "--ratios sets alpha and beta"),
+    ("nst_jax.apps.sweep", ["--ratios", "1e-3", "--alphas", "2"], "--ratios sets --alphas and --betas"),
     ("nst_jax.apps.sweep", ["--batch-size", "-1"], "--batch-size must be >= 0"),
     ("nst_jax.apps.paper_figures", ["--figures", "fig9"], "unknown figure(s) fig9"),
 ])

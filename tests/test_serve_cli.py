@@ -85,7 +85,13 @@ def test_serves_the_real_network_and_stops_on_ctrl_c(real_weights, image_files):
                               size=32, iterations=2, api_name="/stylize")
         meta = read_png_metadata(path)
         assert meta["nst_jax:status"] == "completed" and "vgg19" in meta["nst_jax:weights"]
-        assert len(_folders() - before) == 1  # the jobs' folder
+        (folder,) = _folders() - before  # the server's own folder
+        # The uploads and the copy of the result gradio served are in it, not in gradio's
+        # shared temporary folder, where they outlived the server.
+        served = list((folder / "uploads").glob("*/stylized.png"))
+        assert len(served) == 1 and {p.name for p in (folder / "uploads").glob("*/*")} >= {
+            content.name, style.name, "stylized.png"}
+        assert list((folder / "jobs").glob("*/stylized.png"))
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -95,4 +101,5 @@ def test_serves_the_real_network_and_stops_on_ctrl_c(real_weights, image_files):
             raise
     assert server.returncode == 0, err
     assert "stopped serving" in err and "Traceback" not in err
-    assert _folders() - before == set()  # removed on the way out
+    assert _folders() - before == set()  # removed on the way out, with the results
+    assert not served[0].exists()

@@ -154,13 +154,13 @@ def test_sweeper_reuses_its_compilation_for_new_values(tiny_vgg, tiny_params, pi
 def test_each_point_stops_on_its_own(tiny_vgg, tiny_params, pictures):
     content, style = pictures
     # A tolerance that the points meet at different iterations (or never), with a margin:
-    # the relative changes stay >= 0.059 before, and <= 0.032 at, the stop (a float32
-    # reordering cannot flip them).
-    base = Config(iterations=25, tolerance=0.04)
+    # the relative changes stay >= 0.043 before, and <= 0.030 at, the stop, and the first
+    # point's stay >= 0.053 up to its last iteration (a float32 reordering cannot flip them).
+    base = Config(iterations=27, tolerance=0.035)
     grid = sweep.Grid.product(base, ratio=[1e-3, 1.0, 100.0])
     results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)
     assert [(r.status, r.iterations) for r in results] == [
-        ("completed", 25), ("converged", 17), ("converged", 24)]
+        ("completed", 27), ("converged", 17), ("converged", 25)]
     for r in results:
         job, image, total = run_alone(r.config, content, style, tiny_params, tiny_vgg)
         assert int(job.state.iteration) == r.iterations and job.done
@@ -169,9 +169,13 @@ def test_each_point_stops_on_its_own(tiny_vgg, tiny_params, pictures):
         np.testing.assert_allclose(r.trace[:8], job.state.trace.value[:8], rtol=RTOL_ALONE)
 
 
-def test_a_nonfinite_point_stops_alone(tiny_vgg, tiny_params, pictures):
+def test_a_nonfinite_point_stops_alone(tiny_vgg, tiny_params, pictures, monkeypatch):
+    from nst_jax import config
+
     content, style = pictures
-    # beta near float32's max: the style term overflows to inf for that point only.
+    # beta near float32's max (beyond the weights Config takes, so the bound is lifted):
+    # the style term overflows to inf for that point only.
+    monkeypatch.setattr(config, "MAX_WEIGHT", float("inf"))
     grid = sweep.Grid.product(Config(iterations=4, alpha=1.0), beta=[1.0, 3e38])
     results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg)
     assert [r.status for r in results] == ["completed", "nonfinite"]
@@ -257,3 +261,59 @@ def test_progress_counts_the_points_that_have_finished(tiny_vgg, tiny_params, pi
                    steps_per_call=3, on_progress=seen.append)
     assert [(p.chunk, p.iteration, p.points_done) for p in seen] == [(0, 3, 2), (1, 3, 3)]
     assert seen[-1].points_done == seen[-1].num_points == 3
+
+
+def _memory_for(points_per_call: float, grid, shape, module) -> float:
+    """Bytes of memory in which the sweep's memory model fits ``points_per_call`` points."""
+    from nst_jax import tiling
+    from nst_jax.vgg import layer_names
+
+    channels = dict(zip(layer_names(module.blocks), (c for b in module.blocks for c in b)))
+    each = tiling.point_bytes(shape, grid.settings.memory_size,
+                              [channels[l] for l in grid.style_layers])
+    return (tiling.BASE_BYTES + points_per_call * each) / tiling.AUTO_SHARE
+
+
+def test_the_batch_is_what_fits_in_memory():
+    """Defect: 10,000 points at 32 px ran as one call by default, asked for 36 GB and died.
+    The batch (points per compiled call) comes from --tile-size auto's memory model."""
+    from nst_jax.vgg import VGG19
+
+    grid = sweep.Grid.product(Config(size=32), ratio=[1e-3] * 100, seed=list(range(100)))
+    shape, module = (21, 32), VGG19()
+    fits = lambda points: sweep.fitting_batch_size(  # noqa: E731
+        grid, shape, module, memory=_memory_for(points, grid, shape, module))
+    assert fits(20_000) == 10_000  # the whole grid fits: one call
+    assert fits(1000.5) == 1000  # 10 calls of 1000
+    assert fits(3000) == 2500  # 4 calls, as even as they go (not 3000, 3000, 3000, 1000)
+    assert fits(0.5) == 1  # one point fits the machine, if not the planned share: as a run
+    with pytest.raises(NSTError, match=r"one point of this sweep at 32x21 px needs about "
+                                       r"[0-9.]+ GB .* more than the 0.1 GB of memory here"):
+        sweep.fitting_batch_size(grid, shape, module, memory=1e8)
+
+
+def test_a_grid_larger_than_memory_runs_in_chunks_equal_to_one_call(tiny_vgg, tiny_params,
+                                                                    pictures):
+    content, style = pictures
+    grid = worker_grid()  # 8 points
+    memory = _memory_for(2.5, grid, content.shape[:2], tiny_vgg)
+    chunked = []
+    results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, memory=memory,
+                             on_chunk=chunked.append)
+    assert [len(c) for c in chunked] == [2, 2, 2, 2]
+    whole = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, batch_size=8)
+    assert [r.index for r in results] == [r.index for r in whole] == list(range(8))
+    for r, w in zip(results, whole):
+        # Another batch size rounds the batched convolutions differently (see RTOL_ALONE).
+        np.testing.assert_allclose(r.image, w.image, atol=1.01 / 255, err_msg=str(r.labels))
+        np.testing.assert_allclose(r.total, w.total, rtol=RTOL_SAVED, err_msg=str(r.labels))
+        np.testing.assert_allclose(r.trace, w.trace, rtol=RTOL_ALONE, err_msg=str(r.labels))
+
+
+def test_blend_weights_near_float64_max_sweep_as_equal_weights():
+    """Defect: --style-blend-weights "1e308,1e308" overflowed when normalised: no style."""
+    base = Config(style=("a.jpg", "b.jpg"))
+    grid = sweep.Grid.product(base, style_blend_weights=[(1e308, 1e308), (1.0, 1.0)])
+    mix = grid.points().weights.style_mix
+    np.testing.assert_array_equal(mix[0], mix[1])
+    np.testing.assert_array_equal(mix[0], [[0.5, 0.5]])

@@ -143,3 +143,50 @@ def test_help_lists_the_axes():
     for flag in ("--ratios", "--content-layers", "--style-layers", "--style-layer-weights",
                  "--tv-weights", "--inits", "--seeds", "--batch-size", "--output-dir"):
         assert flag in text
+
+
+def test_ratios_beyond_float32_are_refused(image_files, tmp_path, capsys):
+    """Defect: --ratios 1e300 overflowed in the float32 cast (RuntimeWarnings) and the
+    points ended non-finite (exit 3)."""
+    content, style = image_files
+    out = tmp_path / "never"
+    code, _, err = run_sweep(["--content", content, "--style", style, "--output-dir", out, *FAST,
+                              "--ratios", "1e-3,1e300"], capsys)
+    assert_one_line_error(code, err, "--ratios must be at most 1e+08, got 1e+300")
+    assert code == ExitCode.ERROR and "Warning" not in err
+    assert not out.exists()
+
+
+def test_a_point_larger_than_memory_is_refused_before_any_work(real_weights, image_files,
+                                                              tmp_path, capsys, monkeypatch):
+    from nst_jax import tiling
+
+    monkeypatch.setattr(tiling, "machine_memory", lambda: 1e8)  # 0.1 GB: not even the process
+    content, style = image_files
+    out = tmp_path / "new" / "sweep"
+    code, _, err = run_sweep(["--content", content, "--style", style, "--output-dir", out, *FAST,
+                              "--seeds", "0,1"], capsys)
+    assert_one_line_error(code, err, "one point of this sweep at 32x27 px needs about",
+                          "more than the 0.1 GB of memory here")
+    assert code == ExitCode.ERROR
+    assert not (tmp_path / "new").exists()
+
+
+def test_out_of_memory_names_batch_size_and_leaves_no_empty_folder(real_weights, image_files,
+                                                                   tmp_path, capsys, monkeypatch):
+    """Defect: 10,000 points said "try a smaller --size" (--batch-size is the advice) and
+    left an empty output folder."""
+    from nst_jax import sweep
+
+    def exhausted(self, grid, **kwargs):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 36.00GiB")
+
+    monkeypatch.setattr(sweep.Sweeper, "run", exhausted)
+    content, style = image_files
+    out = tmp_path / "new" / "sweep"
+    code, _, err = run_sweep(["--content", content, "--style", style, "--output-dir", out, *FAST,
+                              "--seeds", "0,1,2,3", "--batch-size", "4", "--quiet"], capsys)
+    assert_one_line_error(code, err, "out of memory with 4 points per compiled call at 32x27 px",
+                          "try a smaller --batch-size (e.g. 2)")
+    assert code == ExitCode.FAILED
+    assert not (tmp_path / "new").exists()

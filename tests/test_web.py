@@ -12,6 +12,7 @@ import os
 import pathlib
 import time
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,6 +23,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from nst_jax import stylize  # noqa: E402
 from nst_jax.apps import serve, web_jobs as jobs  # noqa: E402
+from nst_jax.config import example_path  # noqa: E402
 from nst_jax.images import read_png_metadata  # noqa: E402
 from nst_jax.vgg import CAFFE  # noqa: E402
 from tests.test_compile_reuse import count_traces  # noqa: E402,F401 - a fixture
@@ -37,11 +39,26 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="module")
-def server(tiny_vgg, tiny_params, tmp_path_factory):
+def uploads_folder(tmp_path_factory):
+    """gradio's upload folder and cache of this module's server (GRADIO_TEMP_DIR, as
+    serve.py sets it to a folder of its own)."""
+    folder = tmp_path_factory.mktemp("uploads")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_TEMP_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def jobs_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("jobs")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_vgg, tiny_params, uploads_folder, jobs_folder):
     from nst_jax.apps.web import App
 
     network = stylize.Network(tiny_vgg, tiny_params, CAFFE, {"path": "tiny.h5"})
-    app = App(network, LIMITS, tmp_path_factory.mktemp("jobs"))
+    app = App(network, LIMITS, jobs_folder)
     port = serve.free_port(HOST)
     page = app.launch(HOST, port)
     yield f"http://{HOST}:{port}/"
@@ -187,8 +204,8 @@ def test_masks_that_do_not_match_the_content_are_refused(client, pictures, tmp_p
     job = _page_job(client, pictures, style_2=handle_file(str(pictures["style_b"])),
                     mode="regions", mask_1=handle_file(str(wide)),
                     mask_2=handle_file(str(wide)))
-    with pytest.raises(AppError, match=r"region mask 1 \(wide.png\) is 90x30 px but the content "
-                                       r"\(content.png\) is 48x40"):
+    with pytest.raises(AppError, match=r"Region masks wide.png is 90x30 px but the content image "
+                                       r"content.png is resized to 40x33 px"):
         job.result(timeout=120)
     assert "nst-error" in job.outputs()[-1][1]  # the message is in the page's status too
 
@@ -207,6 +224,169 @@ def test_the_sweep_endpoint_runs_one_grid(client, pictures):
         client.predict(content=handle_file(str(pictures["content"])),
                        style=handle_file(str(pictures["style"])), ratios="1 2 3", seeds="0 1",
                        api_name="/sweep")
+
+
+# --- raw requests: what a client may name --------------------------------------------------
+
+META = {"_type": "gradio.FileData"}
+
+
+def _raw(server, endpoint, data):
+    """A request as any HTTP client may send it: POST /gradio_api/call/<endpoint>, then its
+    event stream; the events as ``[(name, data), ...]``."""
+    posted = httpx.post(f"{server}gradio_api/call/{endpoint}", json={"data": data}, timeout=30)
+    posted.raise_for_status()
+    stream = httpx.get(f"{server}gradio_api/call/{endpoint}/{posted.json()['event_id']}",
+                       timeout=180)
+    events, name = [], None
+    for line in stream.text.splitlines():
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[len("data: "):])))
+    return events
+
+
+def _error(events) -> str:
+    """The error a request ended with (gradio's own errors reach no client: ``None``)."""
+    name, data = events[-1]
+    assert name == "error", events
+    return (data or {}).get("error")
+
+
+def _upload(server, path, name=None) -> str:
+    """``path`` uploaded as the page does (POST /gradio_api/upload); the server's path."""
+    with open(path, "rb") as f:
+        answer = httpx.post(f"{server}gradio_api/upload",
+                            files=[("files", (name or pathlib.Path(path).name, f))], timeout=30)
+    answer.raise_for_status()
+    return answer.json()[0]
+
+
+def _page_data(**values):
+    """The inputs of /run_page in order (RUN_PAGE's defaults), as a raw request sends them."""
+    assert set(values) <= set(RUN_PAGE)
+    return list({**RUN_PAGE, **values}.values())
+
+
+@pytest.fixture
+def probes(server, uploads_folder, tmp_path):
+    """Paths a hostile client may send: a private image, a missing file, a system file, a
+    big non-image (like the weights), ``..`` out of the upload folder and within it, a link
+    in the upload folder pointing out of it, and an upload that has become such a link."""
+    private = _image(tmp_path / "private.png", (48, 40), 7)
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(np.random.default_rng(0).bytes(300_000))
+    links = uploads_folder / "links"
+    links.mkdir(exist_ok=True)
+    link = links / f"{tmp_path.name}.png"
+    link.symlink_to(private)
+    turned = pathlib.Path(_upload(server, _image(tmp_path / "turned.png", (48, 40), 8)))
+    turned.unlink()
+    turned.symlink_to(private)  # in gradio's record of uploads, now pointing out
+    return {"private": str(private), "missing": str(tmp_path / "missing.png"),
+            "system": "/etc/passwd", "weights": str(weights),
+            "dots": f"{uploads_folder}/{os.path.relpath(private, uploads_folder)}",
+            "inner dots": f"{turned.parent}/../{turned.parent.name}/{turned.name}",
+            "link": str(link), "turned": str(turned)}
+
+
+def test_a_request_reads_no_file_but_uploads_and_examples(server, pictures, probes, tmp_path):
+    """Every file input of every endpoint refuses every path that is neither an upload nor
+    a bundled example, with one message per input that names nothing of the path."""
+    content = {"path": _upload(server, pictures["content"]), "orig_name": "content.png",
+               "meta": META}
+    style = {"path": _upload(server, pictures["style"]), "orig_name": "style.jpg", "meta": META}
+    mask = {"path": _upload(server, _image(tmp_path / "mask.png", (48, 40), 9)), "meta": META}
+    inputs = {  # input -> (endpoint, the request's data with the probe in that input)
+        "content image": ("run_page", lambda f: _page_data(content=f, style_1=style)),
+        "style image 1": ("run_page", lambda f: _page_data(content=content, style_1=f)),
+        "style image 2": ("run_page", lambda f: _page_data(content=content, style_1=style,
+                                                           style_2=f)),
+        "region mask 1": ("run_page", lambda f: _page_data(content=content, style_1=style,
+                                                           mode="regions", mask_1=f)),
+        "sweep's content image": ("run_sweep", lambda f: list(dict(
+            RUN_PAGE, content=f, style_1=style, size=32, iterations=1).values())[:17]
+            + ["1e-3", "0"]),
+        "/stylize content": ("stylize", lambda f: [f, style, 40, 1, -3, 0]),
+        "/stylize style": ("stylize", lambda f: [content, f, 40, 1, -3, 0]),
+        "/sweep style": ("sweep", lambda f: [content, f, "1e-3", "0", 32, 1]),
+    }
+    for label, (endpoint, data) in inputs.items():
+        texts = {}
+        for probe, path in probes.items():
+            for with_meta in (False, True):
+                value = {"path": path, "orig_name": "x.png", **({"meta": META} if with_meta
+                                                                else {})}
+                text = _error(_raw(server, endpoint, data(value)))
+                for part in (path, pathlib.Path(path).name, "private", "passwd", "weights",
+                             str(tmp_path), "MB", "arrive"):
+                    assert text is None or part not in text, (label, probe, text)
+                texts.setdefault(with_meta, set()).add(text)
+        # Without meta, the job itself refuses: one message for every path.
+        assert len(texts[False]) == 1, (label, texts[False])
+        (text,) = texts[False]
+        assert text.startswith("the ") and "is not a file this server received" in text
+        assert len(texts[True]) <= 2, (label, texts[True])  # gradio's (None) or the job's
+    # A bundled example, as its file or as the page's copy of it (what the browser sends).
+    config = httpx.get(f"{server}config", timeout=30).json()
+    copy = next(c["props"]["value"] for c in config["components"]
+                if c["props"].get("elem_id") == "content-image")
+    example = {"path": str(example_path("fruits.jpg"))}
+    for good in (copy, example):
+        name, data = _raw(server, "stylize", [good, style, 40, 1, -3, 0])[-1]
+        assert name == "complete", data
+    # And an upload, with or without gradio's meta.
+    for good in (content, {"path": content["path"]}):
+        name, data = _raw(server, "run_page", _page_data(content=good, style_1=style,
+                                                         iterations=1))[-1]
+        assert name == "complete" and 'data-state="completed"' in data[1], data
+
+
+def test_a_request_names_no_start_file(server, pictures, probes):
+    """``init`` is a choice on the page; a path there is refused without naming it."""
+    content = {"path": _upload(server, pictures["content"]), "meta": META}
+    style = {"path": _upload(server, pictures["style"]), "meta": META}
+    for path in (probes["private"], probes["missing"]):
+        text = _error(_raw(server, "run_page", _page_data(content=content, style_1=style,
+                                                          init=path)))
+        assert text == "Start from must be one of noise, content, style", text
+
+
+def test_results_live_in_the_servers_folder_and_reach_only_their_job(server, pictures,
+                                                                     uploads_folder,
+                                                                     jobs_folder):
+    content = {"path": _upload(server, pictures["content"]), "meta": META}
+    style = {"path": _upload(server, pictures["style"]), "meta": META}
+    name, (result,) = _raw(server, "stylize", [content, style, 40, 1, -3, 0])[-1]
+    assert name == "complete"
+    served = pathlib.Path(result["path"])
+    assert served.resolve().is_relative_to(uploads_folder.resolve())  # the server's own folder
+    # gradio names it by a hash of a secret seed and its bytes: no one else can guess it.
+    assert len(served.parent.name) == 64 and served.name == "stylized.png"
+    answer = httpx.get(f"{server}gradio_api/file={served}", timeout=30)
+    assert answer.status_code == 200 and answer.content[:4] == b"\x89PNG"
+    for written in jobs_folder.glob("*/stylized.png"):  # the job's own copy is not served
+        assert httpx.get(f"{server}gradio_api/file={written}", timeout=30).status_code == 403
+    # A result is no upload: a request may not name it as an input.
+    text = _error(_raw(server, "stylize", [{"path": str(served)}, style, 40, 1, -3, 0]))
+    assert text == "the content image is not a file this server received; upload it again " \
+                   "(or pick an example)"
+
+
+def test_names_are_shown_as_text(server, tmp_path):
+    """An upload's name is the user's text: the error toast (which gradio shows as HTML)
+    and the status get it escaped."""
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    name = "<img src=x onerror=alert(1)>.png"
+    content = {"path": _upload(server, bad, name), "orig_name": name, "meta": META}
+    style = {"path": str(example_path("starry_night.jpg"))}
+    events = _raw(server, "run_page", _page_data(content=content, style_1=style))
+    text = _error(events)
+    assert "&lt;img src=x onerror=alert(1)&gt;.png" in text and "<img" not in text
+    status = events[-2][1][1]
+    assert "&lt;img src=x onerror=alert(1)&gt;.png" in status and "<img" not in status
 
 
 # --- in a real browser --------------------------------------------------------------------
@@ -281,4 +461,24 @@ def test_a_person_stylizes_and_sweeps_in_the_browser(server, browser, pictures, 
         for name in ("page.png", "sweep.png"):
             pathlib.Path(screenshots, name).write_bytes((tmp_path / name).read_bytes())
     assert not errors, errors
+    page.close()
+
+
+def test_a_hostile_file_name_is_shown_as_text_in_the_browser(server, browser, tmp_path):
+    """A file named like HTML that is not an image: the toast and the status show the name
+    as text; no element of it reaches the page."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(server)
+    page.wait_for_selector("#run", timeout=60_000)
+    name = "<img src=x onerror=alert(1)>.png"
+    bad = tmp_path / name
+    bad.write_text("not an image")
+    page.locator("#content-image input[type=file]").set_input_files(str(bad))
+    page.wait_for_selector("#content-image img[src*='onerror']", timeout=30_000)  # uploaded
+    page.click("#run")
+    page.wait_for_selector('#status [data-state="error"]', timeout=120_000)
+    toast = page.locator(".toast-body").first
+    toast.wait_for(timeout=30_000)
+    assert name in toast.inner_text() and name in page.inner_text("#status")
+    assert page.locator(".toast-body img, #status img, img[src='x']").count() == 0
     page.close()

@@ -8,7 +8,7 @@ from PIL import Image
 
 from nst_jax import stylize
 from nst_jax.apps import web_jobs as jobs
-from nst_jax.config import Config
+from nst_jax.config import Config, example_path
 from nst_jax.errors import NSTError
 from nst_jax.images import read_png_metadata
 from nst_jax.vgg import CAFFE
@@ -46,21 +46,62 @@ def test_limits_are_checked():
             jobs.Limits(**bad)
 
 
+def _trust(folder, *uploaded):
+    """A :class:`jobs.Trust` of the upload folder ``folder`` that received ``uploaded``."""
+    return jobs.Trust(folder, {str(p) for p in uploaded}, jobs.bundled_examples())
+
+
 def test_upload_checks_the_file(tmp_path):
     limits = jobs.Limits(max_upload_mb=0.001)
-    assert jobs.upload(None, "content image", limits) is None
-    small = tmp_path / "small.png"
-    small.write_bytes(b"x" * 500)
-    item = jobs.upload({"path": str(small), "orig_name": "cat.png"}, "content image", limits)
+    small, big = tmp_path / "a1" / "small.png", tmp_path / "b2" / "big.png"
+    for path, size in ((small, 500), (big, 2000)):
+        path.parent.mkdir()
+        path.write_bytes(b"x" * size)
+    trust = _trust(tmp_path, small, big)
+    assert jobs.upload(None, "content image", limits, trust) is None
+    item = jobs.upload({"path": str(small), "orig_name": "cat.png"}, "content image", limits,
+                       trust)
     assert item == jobs.Upload(small, "cat.png")
     assert item.named(f"cannot read {small}: broken") == "cannot read cat.png: broken"
-    big = tmp_path / "big.png"
-    big.write_bytes(b"x" * 2000)
     with pytest.raises(NSTError, match=r"the style image 2 big.png is 0.0 MB; this server takes "
                                        r"files up to 0.001 MB"):
-        jobs.upload(str(big), "style image 2", limits)
-    with pytest.raises(NSTError, match="did not arrive"):
-        jobs.upload({"path": str(tmp_path / "gone.png")}, "content image", limits)
+        jobs.upload(str(big), "style image 2", limits, trust)
+
+
+def test_only_uploads_and_examples_are_read(tmp_path):
+    """A request's path is read only if it is a file the server received as an upload (in
+    its upload folder, links followed) or a bundled example; every other path gets one
+    message, the same for each, that names nothing of it."""
+    folder, outside = tmp_path / "uploads", tmp_path / "private"
+    (folder / "abc").mkdir(parents=True)
+    outside.mkdir()
+    uploaded = folder / "abc" / "cat.png"
+    uploaded.write_bytes(b"x" * 100)
+    private = outside / "secret.png"
+    private.write_bytes(b"y" * 100)
+    link = folder / "abc" / "link.png"  # a link inside the folder, pointing out of it
+    link.symlink_to(private)
+    stray = folder / "abc" / "stray.png"  # in the folder, never uploaded (a cached result)
+    stray.write_bytes(b"z" * 100)
+    trust = _trust(folder, uploaded, link)
+    limits = jobs.Limits()
+    assert jobs.upload({"path": str(uploaded)}, "content image", limits, trust).path == uploaded
+    example = example_path("chelsea.jpg")
+    assert jobs.upload(str(example), "style image 1", limits, trust) == jobs.Upload(
+        example.resolve(), "chelsea.jpg")
+    probes = [private, link, stray, tmp_path / "missing.png", "/etc/passwd", outside,
+              f"{folder}/abc/../abc/cat.png", f"{folder}/../private/secret.png",
+              "abc/cat.png", "", "\0", 7, ["x"], str(uploaded) + "/"]
+    for probe in probes:
+        if probe == "":
+            continue  # no file given
+        value = probe if isinstance(probe, (int, list)) else {"path": str(probe)}
+        with pytest.raises(NSTError) as error:
+            jobs.upload(value, "region mask 2", limits, trust)
+        assert str(error.value) == jobs.refused("region mask 2"), probe
+    message = jobs.refused("region mask 2")
+    assert "/" not in message and "secret" not in message
+    assert jobs.upload({"path": ""}, "content image", limits, trust) is None
 
 
 def test_the_page_defaults_are_the_command_lines(uploads):
@@ -99,7 +140,7 @@ def test_controls_become_the_config(uploads, tmp_path):
     (dict(preserve_colors="sepia"), "Colours must be one of none, luminance"),
     (dict(init="paint"), "Start from must be one of noise, content, style"),
     (dict(optimizer="sgd"), "Optimiser must be one of"),
-    (dict(start_size=300, size=256), "Start size must not exceed size"),
+    (dict(start_size=300, size=256), "Start size must not exceed Size"),
     (dict(mode=jobs.REGIONS), "needs a region mask for every style: style 1 has none"),
     (dict(weights=[0]), "Style weights must not all be 0, got 0, 0"),
 ])
@@ -132,13 +173,20 @@ def test_unreadable_uploads_are_named_as_uploaded(uploads, tmp_path):
 
 
 def test_masks_of_another_shape_are_refused(uploads, tmp_path):
-    content, _ = uploads  # 48x40
+    """The library's rule (nst_jax.stylize.load_inputs), in the page's words."""
+    content, style = uploads  # 48x40
     good = _mask(tmp_path / "good.png", (96, 80))
-    jobs.check_masks([good], content)
     wide = _mask(tmp_path / "wide.png", (100, 40))
-    with pytest.raises(NSTError, match=r"region mask 2 \(wide.png\) is 100x40 px but the content "
-                                       r"\(my photo.png\) is 48x40"):
-        jobs.check_masks([good, wide], content)
+    config = jobs.make_config(content=content, styles=[style, style], mode=jobs.REGIONS,
+                              masks=[good, good], size=32)
+    assert jobs.load_inputs(config, [content, style, good]).content_masks.shape == (2, 27, 32)
+    config = jobs.make_config(content=content, styles=[style, style], mode=jobs.REGIONS,
+                              masks=[good, wide], size=32)
+    with pytest.raises(NSTError) as error:
+        jobs.load_inputs(config, [content, style, good, wide])
+    assert str(error.value).startswith("Region masks wide.png is 100x40 px but the content image "
+                                       "my photo.png is resized to 32x27 px")
+    assert str(tmp_path) not in str(error.value)
 
 
 def _run(network, config, **kwargs):
@@ -253,3 +301,30 @@ def test_leaving_a_sweep_early_ends_its_thread(network, uploads, tmp_path):
         if thread.name == "nst_jax-sweep":
             thread.join(timeout=120)
             assert not thread.is_alive()
+
+
+def test_the_command_line_and_the_page_refuse_the_same_masks(tmp_path, capsys):
+    """One rule, in the library (nst_jax.stylize.load_inputs): a mask of another aspect
+    ratio than the content's (64x20 on 64x43) is refused by scripts/stylize.py and by the
+    page alike, with one message naming the mask and both sizes."""
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    rng = np.random.default_rng(3)
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    Image.fromarray((rng.random((43, 64, 3)) * 255).astype(np.uint8)).save(content)
+    Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(style)
+    wide, fits = _mask(tmp_path / "wide.png", (64, 20)), _mask(tmp_path / "fits.png", (128, 86))
+    out = tmp_path / "out.png"
+    code, _, err = run_cli(["--content", content, "--style", f"{style},{style}",
+                            "--content-masks", f"{fits.path},{wide.path}", "--size", "32",
+                            "--iterations", "1", "--output", out], capsys)
+    rule = ("is 64x20 px but the content image {} is resized to 32x22 px: a mask of another "
+            "shape would be stretched")
+    assert_one_line_error(code, err, f"--content-masks {wide.path} " + rule.format(content))
+    assert not out.exists()
+    photo, painting = jobs.Upload(content, "photo.png"), jobs.Upload(style, "painting.png")
+    config = jobs.make_config(content=photo, styles=[painting, painting], mode=jobs.REGIONS,
+                              masks=[fits, wide], size=32, iterations=1)
+    with pytest.raises(NSTError) as error:
+        jobs.load_inputs(config, [photo, painting, fits, wide])
+    assert str(error.value).startswith("Region masks wide.png " + rule.format("photo.png"))

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from nst_jax.config import ALIASES, FIELDS, GROUPS, Config, ConfigError
 from nst_jax.errors import NSTError
+from nst_jax.files import find_clash, name_too_long
 
 
 class UsageError(NSTError):
@@ -101,9 +102,15 @@ def _reals(text: str) -> tuple[float, ...]:
             f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _path(text: str) -> str:
+def file_path(text: str) -> str:
+    """A file or folder name, refused here (so before any work, naming the flag) when it
+    is empty or too long for the file system (:func:`nst_jax.files.name_too_long`): the
+    type of every path flag, ``Config``'s and the tools' own (``--output``)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a file name, got an empty string")
+    problem = name_too_long(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem}; shorten it")
     return text
 
 
@@ -122,7 +129,7 @@ def _paths(text: str) -> tuple[str, ...]:
     names = tuple(_items(text))
     if not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated file names, got {text!r}")
-    return names
+    return tuple(file_path(name) for name in names)
 
 
 # How --help shows a value of each kind.
@@ -130,8 +137,8 @@ METAVARS = {"int": "N", "float": "X", "path": "FILE", "paths": "FILE[,FILE...]",
             "floats": "W1,W2"}
 
 SINGLE: dict[str, Callable[[str], Any]] = {
-    "int": _whole, "float": _real, "path": _path, "paths": _paths, "choice": str, "layers": _names,
-    "floats": _reals, "tile": _tile,
+    "int": _whole, "float": _real, "path": file_path, "paths": _paths, "choice": str,
+    "layers": _names, "floats": _reals, "tile": _tile,
 }
 
 
@@ -246,7 +253,9 @@ class ConfigFlags:
         if flag is None:  # set through an alias (ratio -> alpha)
             flag = next((self.flags[a] for a, alias in ALIASES.items()
                          if a in self.flags and error.field in alias.sets(0.0)), error.field)
-        return UsageError(f"{flag} {error.problem}")
+        # Other fields the problem mentions are named by their flags too.
+        problem = error.problem_naming(lambda name: self.flags.get(name, _flag(name)))
+        return UsageError(f"{flag} {problem}")
 
     def given(self, args: argparse.Namespace) -> dict[str, Any]:
         """The single-value fields the user set (not the axes)."""
@@ -260,9 +269,36 @@ class ConfigFlags:
         except ConfigError as e:
             raise self.usage_error(e) from None
 
+    def input_files(self, config: Config) -> list[tuple[str, str]]:
+        """``(flag, path)`` of every file a run of ``config`` reads: images, masks, an
+        ``--init`` file and ``--weights`` (for :func:`refuse_replacing_inputs`)."""
+        files = [("content", config.content), *(("style", p) for p in config.style),
+                 *(("content_masks", p) for p in config.content_masks or ()),
+                 *(("style_masks", p) for p in config.style_masks or ())]
+        if config.init_is_file:
+            files.append(("init", config.init))
+        if config.weights is not None:
+            files.append(("weights", config.weights))
+        return [(self.flags.get(name, _flag(name)), path) for name, path in files]
+
     def axis_values(self, args: argparse.Namespace) -> dict[str, tuple]:
         """``{field: values}`` of the sweep axes given, in the order they were given."""
         return {name: getattr(args, name) for name in getattr(args, "axis_order", [])}
+
+
+def refuse_replacing_inputs(outputs, inputs: Sequence[tuple[str, str]], flag: str,
+                            what: str = "the result") -> None:
+    """A :class:`UsageError`, before any work, if writing one of ``outputs`` would replace
+    one of ``inputs`` (``(flag, path)`` pairs, :meth:`ConfigFlags.input_files`): the same
+    path once resolved, or the same file through a hard or symbolic link
+    (:func:`nst_jax.files.find_clash`). ``flag`` is the flag that chose the outputs."""
+    clash = find_clash(outputs, inputs)
+    if clash is None:
+        return
+    output, label, given = clash
+    same = "" if str(output) == str(given) else f" ({given}, the same file)"
+    raise UsageError(f"{flag}: writing {what} to {output} would replace the "
+                     f"{label} file{same}; choose another {flag}")
 
 
 def figure_list(text: str, known: Sequence[str]) -> list[str]:

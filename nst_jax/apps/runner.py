@@ -7,7 +7,9 @@ and turns what escapes into one ``error:`` line and an exit code:
 - :class:`~nst_jax.errors.NSTError` (bad input, including bad flags) -> 2;
 - Ctrl-C -> 130, with a line that says what was being done (:func:`phase`) and
   what that left on disk;
-- running out of memory -> 1.
+- running out of memory -> 1;
+- a file name too long for the file system (``ENAMETOOLONG``), wherever a check
+  before the run missed it -> 2, in one line, like bad input.
 
 **Ctrl-C is deferred.** Python's default handler raises ``KeyboardInterrupt``
 wherever the main thread happens to be, and in a JAX program that is often
@@ -19,7 +21,9 @@ So the handler only counts; the tools raise ``KeyboardInterrupt`` at safe
 points: :func:`phase` between steps and :func:`check_interrupt` in their
 loops (after each chunk of iterations). A long step (a compilation, an import)
 finishes before the tool stops. A third Ctrl-C stops the process at once: the
-outputs are written atomically, so that leaves none half-written either.
+outputs are written atomically, so that leaves none half-written either (the
+temporary files of the writes under way are removed first, and what a tool
+registered with :func:`on_exit_now`, such as a checkpoint save under way).
 
 This module imports only the standard library and :mod:`nst_jax.errors` (which
 imports nothing): it runs before anything else.
@@ -27,6 +31,7 @@ imports nothing): it runs before anything else.
 from __future__ import annotations
 
 import enum
+import errno
 import importlib
 import os
 import signal
@@ -48,6 +53,10 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
+# What the third Ctrl-C runs before the process stops (on_exit_now).
+_CLEANUPS: list[Callable[[], None]] = []
+
+
 class _State:
     interrupts = 0  # Ctrl-Cs received
     seen = 0  # of those, the ones raised at a safe point
@@ -64,8 +73,20 @@ def _on_sigint(signum, frame) -> None:
     if _State.interrupts >= AT_ONCE:
         from nst_jax.files import remove_partial_files  # imported by then: the tool runs
 
-        remove_partial_files()
+        for cleanup in (remove_partial_files, *_CLEANUPS):
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001 - best effort: the process stops anyway
+                pass
         _exit_now(f"{_message()} (stopped at once after {AT_ONCE} Ctrl-Cs)")
+
+
+def on_exit_now(cleanup: Callable[[], None]) -> None:
+    """Have ``cleanup`` run before a third Ctrl-C stops the process at once, without
+    unwinding: it removes the partial files of a write under way that no ``finally`` will
+    (best effort, and quick: it runs in the signal handler). Registered once."""
+    if cleanup not in _CLEANUPS:
+        _CLEANUPS.append(cleanup)
 
 
 def _exit_now(line: str) -> None:
@@ -113,6 +134,29 @@ def out_of_memory(error: BaseException) -> bool:
         "Out of memory" in text or "out of memory" in text)
 
 
+def name_too_long(error: BaseException) -> str | None:
+    """The one-line message for ``error`` if it is, or was caused by, an ``OSError`` with
+    ``ENAMETOOLONG`` (a name over the file system's 255 bytes, a path over 4096); else None.
+
+    The tools check their paths before any work (:func:`nst_jax.files.name_too_long`,
+    naming the flag); this is the net under those checks, so that no path the user typed
+    ends in a traceback.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+            name = error.filename
+            name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else ""
+            short = name if len(name) <= 40 else f"{name[:28]}...{name[-9:]}"
+            which = f" ({short!r}, {len(os.fsencode(name))} bytes)" if name else ""
+            return (f"a file name{which} is too long for the file system, met while "
+                    f"{_State.doing}; names may have 255 bytes on most file systems, paths "
+                    f"4096: shorten it")
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def logger(quiet: bool) -> Callable[[str], None]:
     """A tool's messages: one line each on stderr, or nothing when ``quiet``."""
     return (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
@@ -135,6 +179,10 @@ def guarded(main: Callable[[], int]) -> int:
             return ExitCode.INTERRUPTED
         if isinstance(e, NSTError):
             print(f"error: {one_line(e)}", file=sys.stderr)
+            return ExitCode.ERROR
+        too_long = name_too_long(e)
+        if too_long is not None:
+            print(f"error: {too_long}", file=sys.stderr)
             return ExitCode.ERROR
         if out_of_memory(e):
             print(f"error: out of memory while {_State.doing}; try a smaller --size "

@@ -5,12 +5,14 @@ machine only) and ``--port`` (the first free one from 7860) until Ctrl-C. Jobs w
 gradio's queue and run ``--concurrency`` at a time; ``--max-size``,
 ``--max-iterations``, ``--max-upload-mb`` and ``--max-points`` bound what a visitor may
 ask. The compiled programs stay in the process, so a second job of a shape already run
-starts without compiling. The PNGs of the jobs are kept in a temporary folder that is
-removed when the server stops. Needs the ``web`` extra (``pip install 'nst_jax[web]'``).
+starts without compiling. The PNGs of the jobs, the uploads and gradio's copies of the
+results are kept in a temporary folder of the server's, removed when it stops. Needs
+the ``web`` extra (``pip install 'nst_jax[web]'``).
 """
 from __future__ import annotations
 
 import ipaddress
+import os
 import pathlib
 import shutil
 import socket
@@ -26,6 +28,7 @@ from nst_jax.errors import NSTError, one_line
 
 DEFAULT_PORTS = range(7860, 7960)
 DEFAULT_HOST = "127.0.0.1"
+TEMP_DIR = "GRADIO_TEMP_DIR"  # gradio's upload folder and cache
 
 
 def build_parser() -> ArgumentParser:
@@ -129,10 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner.phase("loading the weights")
     network = stylize.load_network(Config(weights=args.weights), None, None, log=log)
     runner.phase("starting the server")
+    # The server's own folder: the jobs' PNGs, and gradio's uploads and cache (its copies of
+    # the results it serves), all removed when it stops.
     folder = pathlib.Path(tempfile.mkdtemp(prefix="nst_jax-serve-"))
-    app = App(network, limits, folder, concurrency=args.concurrency)
-    page = None
+    page, before = None, os.environ.get(TEMP_DIR)
     try:
+        _gradio_temp_dir(folder / "uploads")
+        app = App(network, limits, folder / "jobs", concurrency=args.concurrency)
         try:
             page = app.launch(args.host, port, queue_size=args.queue_size)
         except OSError as e:
@@ -157,6 +163,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if page is not None:
             page.close()
         shutil.rmtree(folder, ignore_errors=True)
+        if before is None:
+            os.environ.pop(TEMP_DIR, None)
+        else:
+            os.environ[TEMP_DIR] = before
+
+
+def _gradio_temp_dir(folder: pathlib.Path) -> None:
+    """gradio's upload folder and cache (``GRADIO_TEMP_DIR``, read when a page is built
+    and served) in ``folder``, while the server runs: what visitors upload and the results
+    gradio serves them stay in the server's folder, instead of gradio's shared
+    ``/tmp/gradio`` where they outlived the server. (Constants gradio reads when imported
+    serve features the page does not use: screen recording, MCP.)"""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[TEMP_DIR] = str(folder)
 
 
 def _loopback(host: str) -> bool:

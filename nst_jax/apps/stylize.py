@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pathlib
+import re
 import sys
 from typing import Sequence
 
-from nst_jax import __version__, checkpoint, coarse_to_fine, images, stylize, tiling
+from nst_jax import __version__, checkpoint, coarse_to_fine, files, images, stylize, tiling
 from nst_jax.apps import runner
-from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, parse_and_run
+from nst_jax.apps.flags import (ArgumentParser, ConfigFlags, UsageError, file_path, parse_and_run,
+                                refuse_replacing_inputs)
 from nst_jax.apps.progress import LoopProgress
 from nst_jax.apps.runner import ExitCode
 from nst_jax.errors import one_line
@@ -41,7 +44,7 @@ def build_parser() -> tuple[ArgumentParser, ConfigFlags]:
                     "Chelsea the cat in the style of The Starry Night.")
     flags = ConfigFlags(parser)
     out = parser.add_argument_group("output")
-    out.add_argument("--output", default=DEFAULT_OUTPUT,
+    out.add_argument("--output", default=DEFAULT_OUTPUT, type=file_path,
                      help=f"output image, written atomically with an sRGB ICC profile: .png, or "
                           f".tif/.tiff (needs the tifffile package) (default: {DEFAULT_OUTPUT})")
     out.add_argument("--bit-depth", type=int, choices=images.BIT_DEPTHS, default=8,
@@ -105,6 +108,7 @@ def run(args, flags: ConfigFlags) -> int:
     if args.save_every < 0:
         raise UsageError(f"--save-every must be >= 0, got {args.save_every}")
     output = images.check_output_path(args.output)
+    check_output_names(args, config, flags, output)
     checkpoints = Checkpoints(args, output)
     if args.coarse_iterations is not None and config.start_size is None:
         raise UsageError("--coarse-iterations needs --start-size (it is the iterations of each "
@@ -201,7 +205,7 @@ def add_long_run_flags(parser: ArgumentParser) -> None:
     group.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                        help="save the optimiser's state every N iterations of each scale, at the "
                             "end of each scale and on Ctrl-C, for --resume (default: 0 = never)")
-    group.add_argument("--checkpoint", default=None, metavar="DIR",
+    group.add_argument("--checkpoint", default=None, metavar="DIR", type=file_path,
                        help="the checkpoint folder (default: OUTPUT with .ckpt for its suffix, "
                             "e.g. stylized.ckpt)")
     group.add_argument("--resume", action="store_true",
@@ -223,6 +227,41 @@ def scale_snapshot_path(output: pathlib.Path, scale: coarse_to_fine.Scale,
         f"{output.stem}_scale{scale.index + 1}_{path.name[len(output.stem) + 1:]}")
 
 
+def check_output_names(args, config, flags: ConfigFlags, output: pathlib.Path) -> None:
+    """Before any work: the ``--save-every`` snapshots' names, which are longer than
+    ``output``'s, fit the file system, and neither the result nor a snapshot would replace
+    a file the run reads (the same path, or a hard or symbolic link to it)."""
+    outputs = [output]
+    if args.save_every > 0:
+        count, most = 1, config.iterations
+        if config.start_size is not None:
+            count = len(coarse_to_fine.ladder(config.start_size, config.size))
+            most = max(most, config.coarse_iterations or 0)
+        longest = scale_snapshot_path(
+            output, coarse_to_fine.Scale(count - 1, count, config.size, config), most)
+        problem = files.name_too_long(longest)
+        if problem is not None:
+            raise UsageError(f"--output is too long for its --save-every snapshots: {problem}; "
+                             "shorten --output")
+        outputs += existing_snapshots(output, args.save_every, most)
+    refuse_replacing_inputs(outputs, flags.input_files(config), "--output")
+
+
+def existing_snapshots(output: pathlib.Path, every: int, most: int) -> list[pathlib.Path]:
+    """The files already beside ``output`` that a ``--save-every every`` snapshot of a run
+    of at most ``most`` iterations a scale would replace (none at a scale's last iteration:
+    the result is saved then)."""
+    pattern = re.compile(re.escape(output.stem) + r"(?:_scale\d+)?_iter(\d{5,})"
+                         + re.escape(output.suffix))
+    try:
+        names = os.listdir(output.parent)
+    except OSError:
+        return []
+    return [output.parent / name for name in names
+            if (match := pattern.fullmatch(name)) and int(match.group(1)) % every == 0
+            and int(match.group(1)) < most]
+
+
 class Checkpoints:
     """``--checkpoint-every``, ``--checkpoint`` and ``--resume`` of one run (see
     :mod:`nst_jax.checkpoint`). Everything that can be refused is refused here or in
@@ -242,17 +281,34 @@ class Checkpoints:
                           {"checkpoint_every": self.every, "resume": self.resume})
         if not self.on:
             return
-        # orbax logs its errors with tracebacks through absl; ours are one line (save()).
-        logging.getLogger("absl").setLevel(logging.CRITICAL)
+        problem = files.name_too_long(self.path)  # OUTPUT.ckpt: 1 byte longer than OUTPUT.png
+        if problem is not None and args.checkpoint is not None:
+            raise UsageError(f"--checkpoint: {problem}; shorten it")
+        if problem is not None:
+            raise UsageError(f"--output is too long for its checkpoint folder: {problem}; "
+                             "shorten --output or give --checkpoint DIR")
+        # orbax logs its errors with tracebacks through absl; ours are one line (save()). A
+        # damaged checkpoint also leaves asyncio tasks that log theirs when collected.
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        # a save cut short (kill -9, three Ctrl-Cs) left an unfinished step folder: not ours
+        removed = checkpoint.remove_unfinished(self.path)
+        cut = f"an unfinished save ({', '.join(removed)}) cut short by an earlier run"
         self.meta = checkpoint.read(self.path)
         if self.resume and self.meta is None:
-            raise UsageError(f"--resume: there is no checkpoint in {self.path}; start without "
+            raise UsageError(f"--resume: there is no checkpoint in {self.path}"
+                             f"{f' (only {cut}, now removed)' if removed else ''}; start without "
                              "--resume (with --checkpoint-every N to make one)")
         if not self.resume and self.meta is not None:
             raise UsageError(f"{self.path} already holds a checkpoint "
                              f"({checkpoint.describe(self.meta)}); continue it with --resume, or "
                              "remove it to start over")
-        checkpoint.check_folder(self.path)
+        checkpoint.check_folder(self.path)  # created by the first save, not before
+        runner.on_exit_now(checkpoint.remove_partial_saves)
+        if removed:
+            kept = (f"the complete checkpoint before it ({checkpoint.describe(self.meta)}) is kept"
+                    if self.meta is not None else "there was no complete checkpoint")
+            runner.logger(args.quiet)(f"removed {cut} from {self.path}; {kept}")
 
     def start(self, config, weights_info: dict, scales) -> int:
         """Check a checkpoint to resume against this run; the scale to begin with."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import pathlib
 import re
@@ -23,11 +24,12 @@ import numpy as np
 
 from nst_jax import images, stylize
 from nst_jax.apps import plots, runner
-from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, parse_and_run
+from nst_jax.apps.flags import (ArgumentParser, ConfigFlags, UsageError, file_path, parse_and_run,
+                                refuse_replacing_inputs)
 from nst_jax.apps.progress import LoopProgress
 from nst_jax.apps.runner import ExitCode
 from nst_jax.config import ConfigError
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, one_line
 from nst_jax.files import atomic_write
 
 # Where the sweep's defaults differ from a single run's: smaller images, fewer iterations.
@@ -46,10 +48,11 @@ def build_parser() -> tuple[ArgumentParser, ConfigFlags]:
                     "--content-layers conv2_2,conv4_2 --seeds 0,1")
     flags = ConfigFlags(parser, axes=True, defaults=DEFAULTS)
     out = parser.add_argument_group("output and batching")
-    out.add_argument("--output-dir", default="sweep", help="folder for every output (default: sweep)")
+    out.add_argument("--output-dir", default="sweep", type=file_path,
+                     help="folder for every output (default: sweep)")
     out.add_argument("--batch-size", type=int, default=0,
-                     help="points per compiled call (default: 0 = the whole grid); lower it when "
-                          "the grid does not fit in memory")
+                     help="points per compiled call (default: 0 = as many as fit in memory, "
+                          "the whole grid if it fits); lower it when the grid runs out of memory")
     add_run_flags(parser)
     return parser, flags
 
@@ -109,10 +112,27 @@ def format_value(value) -> str:
     return str(value)
 
 
+# The longest stem of a point's files (ASCII, so bytes): with "_loss.png" well within the
+# 255 bytes a name may have (long weight vectors make long labels).
+MAX_STEM = 200
+
+
 def point_name(index: int, labels: dict) -> str:
-    """File stem of a point: ``003_ratio-1e-3_seed-1`` (safe characters only)."""
+    """File stem of a point: ``003_ratio-1e-3_seed-1`` (safe characters only); one longer
+    than :data:`MAX_STEM` is cut, and ends in a hash of the whole, so stems stay distinct."""
     parts = [f"{index:03d}"] + [f"{name}-{format_value(v)}" for name, v in labels.items()]
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", "_".join(parts))
+    stem = re.sub(r"[^A-Za-z0-9._+-]", "_", "_".join(parts))
+    if len(stem) > MAX_STEM:
+        stem = f"{stem[:MAX_STEM - 13]}-{hashlib.sha256(stem.encode()).hexdigest()[:12]}"
+    return stem
+
+
+def output_files(folder: str | pathlib.Path, grid) -> list[pathlib.Path]:
+    """Every file :class:`Writer` may write in ``folder`` for ``grid``."""
+    folder = pathlib.Path(folder)
+    stems = [point_name(i, grid.labels(i)) for i in range(len(grid))]
+    return [folder / name for name in (CONTACT_SHEET, RESULTS_JSON, RESULTS_CSV)] + [
+        folder / f"{stem}{end}" for stem in stems for end in (".png", "_loss.png")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +229,24 @@ class Writer:
         images.save_png(self.folder / CONTACT_SHEET, sheet.astype(np.float32) / 255.0)
 
 
+def missing_folders(path: str | pathlib.Path) -> list[pathlib.Path]:
+    """The folders :func:`prepare_folder` would create for ``path``, deepest first."""
+    out, folder = [], pathlib.Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
+
+
+def remove_empty(folders: Sequence[pathlib.Path]) -> None:
+    """Remove ``folders`` (deepest first), stopping at the first one that is not empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def prepare_folder(path: str | pathlib.Path) -> pathlib.Path:
     folder = pathlib.Path(path)
     try:
@@ -237,7 +275,14 @@ def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: i
     if writer is not None and not writer.curves:
         log("note: no loss-curve plots, because matplotlib is not installed "
             "(pip install 'nst_jax[plots]')")
-    plan = max(1, -(-len(grid) // max(1, batch_size or len(grid))))
+    from nst_jax.sweep import chunks
+
+    why = "--batch-size" if batch_size else "as many as fit in memory"
+    batch_size = batch_size or sweeper.fitting_batch_size(grid)
+    plan = chunks(len(grid), batch_size, sweeper.num_devices, fixed=fixed_batch)
+    if len(plan) > 1:
+        log(f"in {len(plan)} compiled calls of {len(plan[0])} points ({why})")
+    plan = len(plan)
     with LoopProgress(title, plan * grid.iterations, "chunk {chunk}, points done {points}",
                       quiet=quiet) as bar:
 
@@ -253,7 +298,7 @@ def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: i
                 writer.chunk(results)
                 runner.phase("sweeping", f"the finished points are in {folder}")
 
-        return sweeper.run(grid, batch_size=batch_size or None, fixed_batch=fixed_batch,
+        return sweeper.run(grid, batch_size=batch_size, fixed_batch=fixed_batch,
                            on_chunk=on_chunk, on_progress=on_progress)
 
 
@@ -295,19 +340,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args, flags: ConfigFlags) -> int:
     check_batch_size(args.batch_size)
     grid = make_grid(args, flags)  # every point checked before any work
+    refuse_replacing_inputs(output_files(args.output_dir, grid),
+                            flags.input_files(grid.configs[0]), "--output-dir", "the sweep's files")
     main_process = start(args)
     quiet = args.quiet or not main_process
     inputs, network = load(grid.configs[0], quiet)
+    # Points per compiled call: chosen (or refused, with the numbers) before any work.
+    from nst_jax.sweep import fitting_batch_size
+
+    batch = args.batch_size or fitting_batch_size(grid, inputs.content.shape[:2], network.module)
+    created = missing_folders(args.output_dir) if main_process else []
     folder = prepare_folder(args.output_dir) if main_process else None
-    sweeper = make_sweeper(inputs, network, [grid])
-    runner.phase("sweeping", f"the finished points are in {args.output_dir}")
     try:
-        results = sweep_to_folder(grid, folder, sweeper, batch_size=args.batch_size, quiet=quiet)
-    except KeyboardInterrupt:
-        runner.interrupt_handled()
-        print(f"interrupted; the finished points (and the interrupted chunk's best images so "
-              f"far) are in {args.output_dir}", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        sweeper = make_sweeper(inputs, network, [grid])
+        runner.phase("sweeping", f"the finished points are in {args.output_dir}")
+        try:
+            results = sweep_to_folder(grid, folder, sweeper, batch_size=batch, quiet=quiet)
+        except KeyboardInterrupt:
+            runner.interrupt_handled()
+            print(f"interrupted; the finished points (and the interrupted chunk's best images "
+                  f"so far) are in {args.output_dir}", file=sys.stderr)
+            return ExitCode.INTERRUPTED
+    except BaseException as e:
+        remove_empty(created)  # a sweep that failed before its first chunk leaves no folder
+        if isinstance(e, Exception) and runner.out_of_memory(e):
+            print(f"error: out of memory with {min(batch, len(grid))} points per compiled call "
+                  f"at {inputs.content.shape[1]}x{inputs.content.shape[0]} px; try a smaller "
+                  f"--batch-size (e.g. {max(1, min(batch, len(grid)) // 2)}) or --size "
+                  f"({one_line(e)[:200]})", file=sys.stderr)
+            return ExitCode.FAILED
+        raise
     nonfinite = [r.index for r in results if r.status == "nonfinite"]
     if nonfinite:
         print(f"error: the loss became non-finite for point(s) {nonfinite}; their best images so "

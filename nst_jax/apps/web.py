@@ -16,7 +16,10 @@
 
 The jobs go through gradio's queue, ``concurrency`` at a time (one by default: a CPU is
 busy with one). Errors in a job are a message in the page (and, for API clients, the
-``AppError`` they get); the server goes on. The API endpoints are ``/stylize``
+``AppError`` they get), HTML-escaped since gradio shows it as HTML; the server goes on.
+A job reads only files the server received as uploads and the bundled examples
+(:class:`nst_jax.apps.web_jobs.Trust`); gradio's own errors, which may name server
+paths, reach no client (``show_error=False``). The API endpoints are ``/stylize``
 (``content``, ``style``, ``size``, ``iterations``, ``log_ratio``, ``seed`` -> the PNG) and
 ``/sweep`` (``content``, ``style``, ``ratios``, ``seeds``, ``size``, ``iterations`` ->
 the gallery and the contact sheet); the README shows them with ``gradio_client``.
@@ -36,6 +39,7 @@ from typing import Any, Callable, Iterator
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry: nothing leaves the host
 
 import gradio as gr  # noqa: E402
+from gradio import processing_utils, utils as gradio_utils  # noqa: E402
 
 from nst_jax import stylize as core  # noqa: E402
 from nst_jax.apps import runner, web_jobs as jobs  # noqa: E402
@@ -113,6 +117,13 @@ def caption(result) -> str:
             f"style {result.style:.3g}){state}")
 
 
+def page_error(text: str) -> gr.Error:
+    """The ``gr.Error`` of a message: gradio shows its text as HTML (in the page's toast),
+    so ``&``, ``<`` and ``>`` are escaped (the names of uploads and the values of controls
+    in it are the user's own text)."""
+    return gr.Error(html.escape(text, quote=False), print_exception=False)
+
+
 def _message(error: BaseException) -> str:
     """The one line the page shows for ``error``; a bug's traceback goes to the server's log."""
     if isinstance(error, NSTError):
@@ -137,6 +148,9 @@ class App:
                  concurrency: int = 1):
         self.network, self.limits, self.folder = network, limits, pathlib.Path(folder)
         self.concurrency = concurrency
+        # What a request may read: nothing uploaded until the page is served (launch).
+        self.trust = jobs.Trust(pathlib.Path(gradio_utils.get_upload_folder()), (),
+                                jobs.bundled_examples())
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -170,10 +184,13 @@ class App:
             event.set()
 
     def _images(self, content, styles, weights, mode, masks):
-        """The uploads of the image controls, checked."""
-        content = jobs.upload(content, "content image", self.limits)
-        styles = [jobs.upload(s, f"style image {k + 1}", self.limits) for k, s in enumerate(styles)]
-        masks = [jobs.upload(m, f"region mask {k + 1}", self.limits) for k, m in enumerate(masks)]
+        """The uploads of the image controls, checked (:meth:`web_jobs.Trust.file`)."""
+        def upload(value, what):
+            return jobs.upload(value, what, self.limits, self.trust)
+
+        content = upload(content, "content image")
+        styles = [upload(s, f"style image {k + 1}") for k, s in enumerate(styles)]
+        masks = [upload(m, f"region mask {k + 1}") for k, m in enumerate(masks)]
         slots = [k for k, s in enumerate(styles) if s is not None]
         return jobs.Images(content, [styles[k] for k in slots],
                            [weights[k] for k in slots if k < len(weights)], mode,
@@ -183,17 +200,11 @@ class App:
         return jobs.make_config(**images._asdict(), weights_path=self.network.info.get("path"),
                                 limits=self.limits, **controls)
 
-    def _inputs(self, config: Config, images: jobs.Images) -> core.Inputs:
-        inputs = jobs.load_inputs(config, images.uploads)
-        if images.mode == jobs.REGIONS:
-            jobs.check_masks([m for m in images.masks if m is not None], images.content)
-        return inputs
-
     def stylize_updates(self, images: jobs.Images, controls: dict, *, every: int,
                         stop: threading.Event) -> Iterator[jobs.Update]:
         """The :func:`nst_jax.apps.web_jobs.stylize` updates of a request."""
         config = self._config(images, **controls)
-        inputs = self._inputs(config, images)
+        inputs = jobs.load_inputs(config, images.uploads)
         arguments = {"content": images.content.name, "style": [s.name for s in images.styles],
                      **({"content_masks": [m.name for m in images.masks if m is not None]}
                         if images.mode == jobs.REGIONS else {}), **controls}
@@ -211,7 +222,7 @@ class App:
         except Exception as e:  # noqa: BLE001 - every failure is a message; the server goes on
             text = _message(e)
             yield gr.skip(), message_html(text), gr.skip()
-            raise gr.Error(text, print_exception=False) from None
+            raise page_error(text) from None
         finally:
             self._release(request, stop)
 
@@ -221,7 +232,7 @@ class App:
         try:
             return result(stop)
         except Exception as e:  # noqa: BLE001
-            raise gr.Error(_message(e), print_exception=False) from None
+            raise page_error(_message(e)) from None
         finally:
             self._release(request, stop)
 
@@ -259,7 +270,7 @@ class App:
                       stop: threading.Event) -> Iterator[tuple[jobs.SweepUpdate, int]]:
         config = self._config(images, size=size, iterations=iterations, **shared)
         grid = jobs.sweep_grid(config, ratios, seeds, self.limits)
-        inputs = self._inputs(config, images)
+        inputs = jobs.load_inputs(config, images.uploads)
         for update in jobs.sweep(grid, inputs, self.network, self._job_folder(), stop=stop):
             yield update, len(grid)
 
@@ -296,11 +307,25 @@ class App:
         """Build the page and serve it on ``host:port`` from a thread of its own; returns
         the page (``close()`` stops it)."""
         page = self.blocks()
+        self.trust = self._trust(page)
         page.queue(max_size=queue_size, default_concurrency_limit=self.concurrency)
+        # show_error=False: only the jobs' own messages (gr.Error) reach a client; gradio's
+        # (a file refused before the job sees it, "Cannot move /path ...") name server paths.
         page.launch(server_name=host, server_port=port, prevent_thread_lock=True,
-                    show_error=True, quiet=True, inbrowser=False, theme=THEME, css=CSS,
+                    show_error=False, quiet=True, inbrowser=False, theme=THEME, css=CSS,
                     max_file_size=self.limits.max_upload_bytes, footer_links=["api"])
         return page
+
+    @staticmethod
+    def _trust(page: gr.Blocks) -> jobs.Trust:
+        """What requests to ``page`` may read: what it received through gradio's ``/upload``
+        (gradio's record of it, in its upload folder), the bundled examples and gradio's
+        copies of them (the page's defaults and examples, which the browser sends back)."""
+        folder = pathlib.Path(gradio_utils.get_upload_folder())  # where /upload writes
+        examples = jobs.bundled_examples()
+        copies = {pathlib.Path(processing_utils.save_file_to_cache(path, cache_dir=str(folder)))
+                  .resolve() for path in examples}
+        return jobs.Trust(folder, page.upload_file_set, examples | copies)
 
     # --- the page -----------------------------------------------------------------------
 
@@ -315,7 +340,8 @@ class App:
 
     def _job(self) -> dict:
         """The event options of every job: one concurrency group, raw inputs (web_jobs
-        reads the uploads itself, with its own messages)."""
+        checks and reads the files itself, :class:`~nst_jax.apps.web_jobs.Trust`, with its
+        own messages)."""
         return dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)
 
     def blocks(self) -> gr.Blocks:

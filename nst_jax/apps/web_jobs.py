@@ -3,8 +3,9 @@
 :mod:`nst_jax.apps.web` turns the page's controls into calls of this module and its
 results into the page; everything here works without gradio (and is tested so):
 
-- :func:`upload` checks an uploaded file (its size against the server's limit, that it
-  is a file) and keeps the name the user gave it for messages;
+- :func:`upload` checks a file a request names: only a file the server received as an
+  upload, or a bundled example, is read (:class:`Trust`); then its size against the
+  server's limit; it keeps the name the user gave it for messages;
 - :func:`make_config` turns the controls into a :class:`nst_jax.config.Config`, within
   the server's :class:`Limits`, with messages that name the controls;
 - :func:`stylize` runs one style transfer (coarse to fine where asked) and yields an
@@ -25,14 +26,13 @@ import pathlib
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Collection, Iterator, NamedTuple, Sequence
 
 import numpy as np
-from PIL import Image
 
 from nst_jax import coarse_to_fine, images, stylize as core
 from nst_jax.apps.stylize import final_status, save_result, scale_metadata
-from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError
+from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError, example_path
 from nst_jax.errors import NSTError, one_line
 
 # The page's names of the Config fields it sets (for messages).
@@ -47,8 +47,8 @@ BLEND, REGIONS = "blend", "regions"
 CLI = Config()
 # The page's α/β control is log10 α/β.
 DEFAULT_LOG_RATIO = round(math.log10(CLI.alpha / CLI.beta), 6)
-# A mask's aspect ratio may differ from the content's by this fraction (rounding of sizes).
-ASPECT_TOLERANCE = 0.02
+# The bundled example images a request may name (nst_jax/examples).
+EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,21 +103,77 @@ class Images(NamedTuple):
         return [u for u in [self.content, *self.styles, *self.masks] if u is not None]
 
 
-def upload(value: Any, what: str, limits: Limits) -> Upload | None:
+def bundled_examples() -> frozenset[pathlib.Path]:
+    """The bundled example images (:func:`nst_jax.config.example_path`), resolved."""
+    folder = example_path("chelsea.jpg").parent
+    return frozenset(p.resolve() for p in folder.iterdir()
+                     if p.suffix.lower() in EXAMPLE_SUFFIXES and p.is_file())
+
+
+@dataclasses.dataclass(frozen=True)
+class Trust:
+    """The files a request may name. A file path in a request is the client's word, so
+    the server reads only:
+
+    - a file it received as an upload: a path gradio handed out for an upload
+      (``uploaded``: gradio's record, ``Blocks.upload_file_set``, as the exact text it
+      gave), whose file, with every symbolic link followed, lies in ``folder`` (gradio's
+      upload folder: ``GRADIO_TEMP_DIR``);
+    - a bundled example (``bundled``: the files of :func:`bundled_examples` and the
+      server's copies of them in ``folder``, resolved).
+
+    gradio 6 records uploads per server, not per session; an upload's path is
+    ``folder/<sha256 of a secret seed and the bytes>/<name>``, so naming another
+    person's upload takes its bytes, with which one could upload it oneself.
+    """
+
+    folder: pathlib.Path
+    uploaded: Collection[str] = ()
+    bundled: frozenset = frozenset()
+
+    def file(self, path: Any) -> pathlib.Path | None:
+        """The file ``path`` names (links followed) if a request may read it, else None."""
+        if not isinstance(path, str) or not path or "\0" in path:
+            return None
+        given = pathlib.Path(path)
+        if not given.is_absolute() or ".." in given.parts:
+            return None
+        try:
+            real = given.resolve(strict=True)
+            if not real.is_file():
+                return None
+        except (OSError, RuntimeError):  # missing, unreadable folder, a loop of links
+            return None
+        if real in self.bundled:
+            return real
+        if path in self.uploaded and real.is_relative_to(self.folder.resolve()):
+            return real
+        return None
+
+
+def refused(what: str) -> str:
+    """The one answer to a file a request may not name: the same for every such path
+    (missing, unreadable, a system file, an image outside the uploads), naming none."""
+    return f"the {what} is not a file this server received; upload it again (or pick an example)"
+
+
+def upload(value: Any, what: str, limits: Limits, trust: Trust) -> Upload | None:
     """The file of a page input (gradio's file data ``{"path", "orig_name"}``, a path, or
-    None for none), checked: a file no larger than ``limits.max_upload_mb``."""
+    None for none), checked: a file the request may name (``trust``, :meth:`Trust.file`;
+    :func:`refused` otherwise) no larger than ``limits.max_upload_mb``."""
     if value is None or value == "":
         return None
     if isinstance(value, dict):
         path, name = value.get("path"), value.get("orig_name")
     else:
         path, name = value, None
-    if not path:
+    if path is None or path == "":
         return None
-    path = pathlib.Path(path)
-    name = name or path.name
-    if not path.is_file():
-        raise NSTError(f"the {what} {name} did not arrive; upload it again")
+    real = trust.file(path)
+    if real is None:
+        raise NSTError(refused(what))
+    name = " ".join(name.split()) if isinstance(name, str) and name.strip() else real.name
+    path = real
     size = path.stat().st_size
     if size > limits.max_upload_bytes:
         raise NSTError(f"the {what} {name} is {size / 1e6:.1f} MB; this server takes files up to "
@@ -125,10 +181,23 @@ def upload(value: Any, what: str, limits: Limits) -> Upload | None:
     return Upload(path, name)
 
 
+def labelled(field: str) -> str:
+    """How a message names the Config field ``field``: its control's label (:data:`LABELS`)."""
+    return LABELS.get(field, field)
+
+
 def alpha_beta(log_ratio: Any) -> tuple[float, float]:
     """``(α, β)`` of the page's logarithmic control (``log10 α/β``): β is the CLI's
-    default, so the default ratio gives the CLI's α and β (and the same loss values)."""
-    return float(10.0 ** number(log_ratio, "α/β")) * CLI.beta, CLI.beta
+    default, so the default ratio gives the CLI's α and β (and the same loss values); α
+    at most the configuration's largest weight (10.0 ** a large control overflows)."""
+    from nst_jax.config import MAX_WEIGHT
+
+    exponent, largest = number(log_ratio, "α/β"), math.log10(MAX_WEIGHT / CLI.beta)
+    if exponent > largest:
+        raise NSTError(f"α/β must be at most 1e{largest:g} (log10 α/β at most {largest:g}; "
+                       f"larger weights overflow float32 in the optimiser), got log10 α/β = "
+                       f"{exponent:g}")
+    return float(10.0 ** exponent) * CLI.beta, CLI.beta
 
 
 def number(value: Any, label: str) -> float:
@@ -198,8 +267,8 @@ def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[
             fields["style_blend_weights"] = tuple(weights)
     else:
         raise NSTError(f"styles combine by {BLEND} or {REGIONS}, got {mode!r}")
-    if init not in INITS:
-        raise NSTError(f"Start from must be one of {', '.join(INITS)}, got {init!r}")
+    if init not in INITS:  # the library reads any other value as a file: not the page's
+        raise NSTError(f"Start from must be one of {', '.join(INITS)}")  # echoes no path
     try:
         return Config(content=str(content.path), style=tuple(str(s.path) for s in styles),
                       size=size, iterations=iterations, alpha=alpha, beta=beta,
@@ -208,30 +277,7 @@ def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[
                       seed=seed, optimizer=optimizer, tv_weight=number(tv_weight, "TV weight"),
                       weights=weights_path, **fields)
     except ConfigError as e:
-        raise NSTError(f"{LABELS.get(e.field, e.field)} {e.problem}") from None
-
-
-def _size_of(item: Upload) -> tuple[int, int] | None:
-    try:
-        with Image.open(item.path) as img:
-            return img.size
-    except (OSError, Image.DecompressionBombError):
-        return None  # load_inputs says why, in one line
-
-
-def check_masks(masks: Sequence[Upload], content: Upload) -> None:
-    """A region mask must have the content's shape (aspect ratio): it is resized to the
-    content, and a stretched mask would put the regions elsewhere than drawn."""
-    size = _size_of(content)
-    for k, mask in enumerate(masks):
-        mask_size = _size_of(mask)
-        if size is None or mask_size is None:
-            continue
-        (width, height), (w, h) = size, mask_size
-        if abs((w / h) / (width / height) - 1.0) > ASPECT_TOLERANCE:
-            raise NSTError(f"region mask {k + 1} ({mask.name}) is {w}x{h} px but the content "
-                           f"({content.name}) is {width}x{height}: a mask must have the "
-                           f"content's shape")
+        raise NSTError(f"{LABELS.get(e.field, e.field)} {e.problem_naming(labelled)}") from None
 
 
 def named_config(config: Config, uploads: Sequence[Upload]) -> Config:
@@ -248,7 +294,7 @@ def load_inputs(config: Config, uploads: Sequence[Upload]) -> core.Inputs:
     try:
         return core.load_inputs(config)
     except ConfigError as e:
-        message = f"{LABELS.get(e.field, e.field)} {e.problem}"
+        message = f"{LABELS.get(e.field, e.field)} {e.problem_naming(labelled)}"
     except NSTError as e:
         message = one_line(e)
     for item in uploads:
@@ -382,7 +428,7 @@ def sweep_grid(base: Config, ratios: Any, seeds: Any, limits: Limits):
     except ConfigError as e:
         name = {"alpha": "α/β values", "beta": "α/β values", "ratio": "α/β values",
                 "seed": "Seeds"}.get(e.field, LABELS.get(e.field, e.field))
-        raise NSTError(f"{name} {e.problem}") from None
+        raise NSTError(f"{name} {e.problem_naming(labelled)}") from None
 
 
 @dataclasses.dataclass
