@@ -222,3 +222,20 @@ def test_without_bounds_the_stepwise_search_is_unchanged():
     state = optimize.minimize(quadratic, jnp.zeros((2, 2, 3)), 30,
                               optimize.Settings(method="lbfgs-stepwise"))
     np.testing.assert_allclose(state.best_pixels, TARGET, atol=1e-3)
+
+
+def test_the_first_step_starts_at_half_the_linear_models_zero():
+    """Without curvature pairs, ``lbfgs-stepwise`` tries first t = |f| / (2 |f'|) along the
+    unit-length direction: on a loss whose line has its minimum at the linear model's
+    zero, that first trial meets the strong Wolfe conditions (the slope there is half the
+    first one), so the first iteration costs one evaluation beyond the start, not two.
+
+    f(x) = |x|^2 + 16 from x0 = (4, 0, ...): along the unit direction -x0 the line is
+    (4 - t)^2 + 16, whose linear zero |f| / |f'| = 32 / 8 = 4 is its minimiser; the first
+    trial, t = 2, halves the slope and is taken."""
+    x0 = jnp.zeros((12,)).at[0].set(4.0)
+    fun = lambda x: (jnp.sum(jnp.square(x)) + 16.0, {})  # noqa: E731
+    state = optimize.minimize(fun, x0, 1, optimize.Settings(method="lbfgs-stepwise"))
+    assert int(state.trace.evaluations[0]) == 2
+    np.testing.assert_allclose(np.asarray(state.pixels)[0], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(float(state.trace.value[0]), 20.0, rtol=1e-6)
