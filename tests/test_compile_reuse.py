@@ -29,17 +29,23 @@ def _pair(seed, shape=(24, 32, 3)):
     return rng.random(shape, dtype=np.float32), rng.random((28, 28, 3), dtype=np.float32)
 
 
-@pytest.fixture
-def count_traces(monkeypatch):
-    """The number of times eq. 7 has been traced (each trace precedes a compilation)."""
+def _counted(monkeypatch, name: str) -> list:
+    """Calls of ``stylize.<name>`` from now on (one each time JAX traces a caller)."""
     calls = []
-    real = stylize.total_loss
+    real = getattr(stylize, name)
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stylize, "total_loss", counted)
+    monkeypatch.setattr(stylize, name, counted)
+    return calls
+
+
+@pytest.fixture
+def count_traces(monkeypatch):
+    """The number of times eq. 7 has been traced (each trace precedes a compilation)."""
+    calls = _counted(monkeypatch, "total_loss")
     # Programs compiled by earlier tests would hide the first run's traces.
     caches = (stylize.untiled_loss, stylize.compiled_programs, sweep.grid_programs,
               stylize._features_program)
@@ -77,14 +83,7 @@ def test_a_run_traces_eq7_once_and_the_network_once_per_image_shape(tiny_vgg, ti
     cache, but JAX traces them to find them): the optimiser's start and loop and the saved
     image's loss share one trace of eq. 7, and the loss shares the targets' trace of the
     network at the content's shape."""
-    networks = []
-    real = stylize.make_features_fn
-
-    def counted(*args, **kwargs):
-        networks.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(stylize, "make_features_fn", counted)
+    networks = _counted(monkeypatch, "make_features_fn")
     content, style = _pair(3)  # two shapes: (24, 32) and (28, 28)
     job = stylize.prepare(content, style, tiny_params, Config(iterations=3, **LAYERS),
                           module=tiny_vgg)
