@@ -110,6 +110,10 @@ def network(tiny_vgg, tiny_params):
 
 
 def test_each_scale_starts_from_the_previous_result_upsampled(files, network):
+    # The compiled programs are shared by every run of the same network, settings and
+    # iterations: another test's run at another size would count here as a compilation.
+    for cache in (stylize.compiled_programs, stylize.untiled_loss, stylize._features_program):
+        cache.cache_clear()
     config = Config(content=files["content"], style=files["style"], size=40, start_size=24,
                     iterations=4, coarse_iterations=3, beta=1e2)
     seen, previous = [], None
