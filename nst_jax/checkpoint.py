@@ -182,7 +182,7 @@ def remove_unfinished(path: str | pathlib.Path) -> list[str]:
 def remove_partial_saves() -> None:
     """Delete what the saves under way have written (best effort), and their checkpoint
     folders where a save created them: for a process that stops at once, without
-    unwinding (see :mod:`nst_jax.apps.runner`). The checkpoints saved before stay."""
+    unwinding (see :mod:`nst_jax.apps.common.runner`). The checkpoints saved before stay."""
     for path, created in list(_SAVING.items()):
         _remove_folders(path.glob(UNFINISHED))
         if created:

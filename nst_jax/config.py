@@ -4,7 +4,7 @@
 help text, the group it belongs to, how it is checked, and whether a sweep may
 vary it (an array hyper-parameter) or it fixes the compiled program. The
 command-line tools build their flags from these fields
-(:mod:`nst_jax.apps.flags`), the sweep's axes are the sweepable field names, and
+(:mod:`nst_jax.apps.common.flags`), the sweep's axes are the sweepable field names, and
 the PNG metadata is the config as a dict, so a default or a range is written
 once, here.
 

@@ -6,7 +6,7 @@ class NSTError(Exception):
 
     The message is a single line that names the problem and, where it can,
     says how to fix it. The command-line tools print it as ``error: ...`` and
-    exit with status 2 (:mod:`nst_jax.apps.runner`).
+    exit with status 2 (:mod:`nst_jax.apps.common.runner`).
     """
 
 

@@ -163,7 +163,7 @@ def atomic_write(dest: str | os.PathLike) -> Iterator[pathlib.Path]:
 
 def remove_partial_files() -> None:
     """Delete the temporary files of the atomic writes under way (before a process
-    ends at once, without unwinding: see :mod:`nst_jax.apps.runner`)."""
+    ends at once, without unwinding: see :mod:`nst_jax.apps.common.runner`)."""
     for tmp in list(_PARTIAL):
         with contextlib.suppress(OSError):
             tmp.unlink()

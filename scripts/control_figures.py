@@ -2,7 +2,7 @@
 import sys
 
 try:  # standard library only; a Ctrl-C during it still gets one line, no traceback
-    from nst_jax.apps.runner import control_figures
+    from nst_jax.apps.common.runner import control_figures
 except KeyboardInterrupt:
     print("error: interrupted while starting; nothing was written", file=sys.stderr)
     sys.exit(130)

@@ -2,7 +2,7 @@
 import sys
 
 try:  # standard library only; a Ctrl-C during it still gets one line, no traceback
-    from nst_jax.apps.runner import sweep
+    from nst_jax.apps.common.runner import sweep
 except KeyboardInterrupt:
     print("error: interrupted while starting; nothing was written", file=sys.stderr)
     sys.exit(130)

@@ -6,7 +6,7 @@ import pathlib
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The command-line tools' compilation cache (nst_jax.apps.compile_cache): the tests' own,
+# The command-line tools' compilation cache (nst_jax.apps.common.compile_cache): the tests' own,
 # shared by their subprocesses, never the user's ~/.cache.
 os.environ.setdefault("NST_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="nst_jax-tests-xla-"))
 

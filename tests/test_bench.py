@@ -1,4 +1,4 @@
-"""scripts/bench.py (nst_jax.apps.bench): the FLOP count, the largest-size search, the
+"""scripts/bench.py (nst_jax.apps.benchmark.bench): the FLOP count, the largest-size search, the
 flags, and one small end-to-end run on the real weights (the PyTorch baseline
 included when torch is installed)."""
 import importlib.util
@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from nst_jax.apps import bench, runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.benchmark import bench
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.stylize import CONTENT_LAYERS, STYLE_LAYERS
 from nst_jax.vgg import LAYER_NAMES, VGG19_BLOCKS
 from tests.test_cli import assert_one_line_error
@@ -82,7 +83,7 @@ def test_largest_size_fits_a_line_then_checks_it(monkeypatch):
     (["--no-such-flag"], "--no-such-flag"),
 ])
 def test_bad_flags_are_one_line_errors_before_any_work(capsys, flags, needle):
-    code = runner.launch("nst_jax.apps.bench", flags)
+    code = runner.launch("nst_jax.apps.benchmark.bench", flags)
     assert code == ExitCode.ERROR
     assert_one_line_error(code, capsys.readouterr().err, needle)
 

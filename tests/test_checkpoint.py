@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from nst_jax import checkpoint, coarse_to_fine, images, optimize, stylize
-from nst_jax.apps import runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.config import Config
 from nst_jax.errors import NSTError
 from tests.conftest import REPO
@@ -364,7 +364,7 @@ import signal, sys
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from nst_jax import checkpoint, optimize
-from nst_jax.apps import runner
+from nst_jax.apps.common import runner
 
 fun = lambda x: (jnp.sum(x ** 2), ())
 solver = optimize.make_solver(fun, optimize.Settings(method="adam"))
@@ -372,7 +372,7 @@ state = optimize.init(solver, fun, jnp.ones((4, 5, 3)), 3)
 position = {"scale": 0, "scales": 1, "size": 5, "iteration": 0, "shape": [4, 5, 3]}
 if sys.argv[2] == "second":
     checkpoint.save(sys.argv[1], 1, state, {}, position)
-runner.on_exit_now(checkpoint.remove_partial_saves)  # as nst_jax.apps.stylize does
+runner.on_exit_now(checkpoint.remove_partial_saves)  # as nst_jax.apps.cli.stylize does
 
 def three_ctrl_cs(self, *args, **kwargs):  # every item is written, the step folder not yet renamed
     for _ in range(runner.AT_ONCE):

@@ -1,4 +1,4 @@
-"""``scripts/stylize.py`` (``nst_jax.apps.stylize``): end to end on the real weights at 32 px,
+"""``scripts/stylize.py`` (``nst_jax.apps.cli.stylize``): end to end on the real weights at 32 px,
 and every bad input.
 
 Each bad input must give one ``error: ...`` line on stderr, a non-zero exit, no
@@ -18,15 +18,15 @@ import pytest
 from PIL import Image
 
 from nst_jax import images
-from nst_jax.apps import runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from tests.conftest import REPO
 
 FAST = ["--size", "32", "--iterations", "3"]
 
 
 def run_cli(args, capsys):
-    code = runner.launch("nst_jax.apps.stylize", [str(a) for a in args])
+    code = runner.launch("nst_jax.apps.cli.stylize", [str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -199,16 +199,16 @@ def test_luminance_and_regions_at_every_scale(files, network):
 @pytest.mark.parametrize("flag", [["--start-size", "32"], ["--coarse-iterations", "5"],
                                   ["--tile-size", "64"]])
 def test_a_sweep_refuses_coarse_to_fine_in_one_line(flag, tmp_path, capsys):
-    from nst_jax.apps import runner
+    from nst_jax.apps.common import runner
     from tests.test_cli import assert_one_line_error
 
-    code = runner.launch("nst_jax.apps.sweep", ["--output-dir", str(tmp_path / "s"), *flag])
+    code = runner.launch("nst_jax.apps.cli.sweep", ["--output-dir", str(tmp_path / "s"), *flag])
     assert_one_line_error(code, capsys.readouterr().err, flag[0], "a sweep runs every point at one")
     assert not (tmp_path / "s").exists()
 
 
 def test_the_bench_table_compares_variants_at_equal_wall_time():
-    from nst_jax.apps import bench
+    from nst_jax.apps.benchmark import bench
 
     assert bench.quality_variants([256, 362, 600], [50, 100], 512) == [
         {"start_size": None}, {"start_size": 256, "coarse_iterations": 50},
@@ -237,8 +237,8 @@ def test_the_bench_table_compares_variants_at_equal_wall_time():
 @pytest.mark.parametrize("flags", [["--quality-sizes", "16"], ["--quality-sizes", "64",
                                                                 "--quality-coarse-iterations", "0"]])
 def test_bad_quality_flags_are_one_line_errors(flags, capsys):
-    from nst_jax.apps import runner
+    from nst_jax.apps.common import runner
     from tests.test_cli import assert_one_line_error
 
-    code = runner.launch("nst_jax.apps.bench", ["--sizes", "", *flags])
+    code = runner.launch("nst_jax.apps.benchmark.bench", ["--sizes", "", *flags])
     assert_one_line_error(code, capsys.readouterr().err, "--quality-")

@@ -3,7 +3,7 @@
 A long-running process that stylizes a second pair of the same size traces and
 compiles nothing (counted traces); the kernels' ready-made backward form
 (:func:`nst_jax.vgg.ready_kernels`) changes no value; and the command-line tools'
-persistent compilation cache (:mod:`nst_jax.apps.compile_cache`) serves a repeated
+persistent compilation cache (:mod:`nst_jax.apps.common.compile_cache`) serves a repeated
 run from disk.
 """
 import os
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from nst_jax import stylize, sweep, vgg
-from nst_jax.apps import compile_cache
+from nst_jax.apps.common import compile_cache
 from nst_jax.config import Config
 from tests.conftest import REPO, make_tiny_params
 
@@ -242,7 +242,7 @@ def test_a_repeated_run_loads_every_program_from_the_cache(real_weights, image_f
 
 
 def test_the_bench_compares_constants_and_arguments(real_weights):
-    from nst_jax.apps import bench
+    from nst_jax.apps.benchmark import bench
 
     cases = [bench.binding_case(32, constants, iterations=2) for constants in (True, False)]
     for case, constants in zip(cases, (True, False)):
@@ -254,7 +254,7 @@ def test_the_bench_compares_constants_and_arguments(real_weights):
 
 
 def test_the_bench_times_a_first_and_a_repeated_start_up(real_weights, tmp_path):
-    from nst_jax.apps import bench
+    from nst_jax.apps.benchmark import bench
 
     cache = str(tmp_path / "xla")
     first = bench.run_in_subprocess("startup", timeout=600, size=32, cache=cache)

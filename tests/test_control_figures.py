@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from nst_jax import colors
-from nst_jax.apps import controls, runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.figures import controls
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.config import COLOR_MODES, Config
 
 
@@ -255,7 +256,7 @@ def test_script_writes_the_figures_and_their_checks(real_weights, tmp_path):
     (["--figures", "scale", "--size", "32"], "--size 32 is too small for the scale figure"),
     (["--iterations", "0"], "iterations"), (["--ratio", "1"], "--ratio")])
 def test_bad_flags_one_line(flags, needle, tmp_path, capsys):
-    code = runner.launch("nst_jax.apps.control_figures",
+    code = runner.launch("nst_jax.apps.figures.control_figures",
                          [*flags, "--output-dir", str(tmp_path / "never")])
     err = capsys.readouterr().err
     assert code == ExitCode.ERROR and err.startswith("error: ")

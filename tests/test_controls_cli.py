@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from nst_jax import colors, images
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common.runner import ExitCode
 from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_sweep_cli import run_sweep
 

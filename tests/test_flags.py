@@ -1,18 +1,19 @@
 """The command-line flags come from Config; argparse's errors are one line; negative numbers parse.
 
-These drive the tools through nst_jax.apps.runner.launch with input that is refused
+These drive the tools through nst_jax.apps.common.runner.launch with input that is refused
 before any image, weight or JAX work, so they are fast.
 """
 import re
 
 import pytest
 
-from nst_jax.apps import flags as flags_module
-from nst_jax.apps import paper_figures, runner
-from nst_jax.apps import stylize as stylize_app
-from nst_jax.apps import sweep as sweep_app
-from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, join_negative_values
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import flags as flags_module
+from nst_jax.apps.figures import paper_figures
+from nst_jax.apps.common import runner
+from nst_jax.apps.cli import stylize as stylize_app
+from nst_jax.apps.cli import sweep as sweep_app
+from nst_jax.apps.common.flags import ArgumentParser, ConfigFlags, UsageError, join_negative_values
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.config import ALIASES, FIELDS, STATIC_FIELDS, SWEEPABLE, Config
 
 
@@ -59,9 +60,9 @@ def test_paper_figures_takes_the_fields_that_fix_the_program():
 
 
 def test_help_shows_configs_defaults_and_the_tools_own(capsys):
-    for module, default in (("nst_jax.apps.stylize", "(default: 256)"),
-                            ("nst_jax.apps.sweep", "(default: 128)"),
-                            ("nst_jax.apps.paper_figures", "(default: 96)")):
+    for module, default in (("nst_jax.apps.cli.stylize", "(default: 256)"),
+                            ("nst_jax.apps.cli.sweep", "(default: 128)"),
+                            ("nst_jax.apps.figures.paper_figures", "(default: 96)")):
         with pytest.raises(SystemExit) as done:
             runner.launch(module, ["--help"])
         assert done.value.code == 0
@@ -81,24 +82,24 @@ def test_flags_override_config_defaults_and_unset_flags_keep_them():
 
 @pytest.mark.parametrize("module, argv, needle", [
     # argparse's own errors used to print a 12-13 line usage block
-    ("nst_jax.apps.stylize", ["--size", "32.5"], "argument --size: expected a whole number, got '32.5'"),
-    ("nst_jax.apps.stylize", ["--style-layer-weights", "a,b"], "expected comma-separated numbers"),
-    ("nst_jax.apps.stylize", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    ("nst_jax.apps.stylize", ["--pooling", "median"], "invalid choice: 'median'"),
-    ("nst_jax.apps.stylize", ["--size"], "expected one argument"),
-    ("nst_jax.apps.sweep", ["--ratios", "abc"], "argument --ratios: expected a number, got 'abc'"),
-    ("nst_jax.apps.sweep", ["--seeds", "1,x"], "expected a whole number, got 'x'"),
-    ("nst_jax.apps.fetch_weights", ["--from"], "expected one argument"),
+    ("nst_jax.apps.cli.stylize", ["--size", "32.5"], "argument --size: expected a whole number, got '32.5'"),
+    ("nst_jax.apps.cli.stylize", ["--style-layer-weights", "a,b"], "expected comma-separated numbers"),
+    ("nst_jax.apps.cli.stylize", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ("nst_jax.apps.cli.stylize", ["--pooling", "median"], "invalid choice: 'median'"),
+    ("nst_jax.apps.cli.stylize", ["--size"], "expected one argument"),
+    ("nst_jax.apps.cli.sweep", ["--ratios", "abc"], "argument --ratios: expected a number, got 'abc'"),
+    ("nst_jax.apps.cli.sweep", ["--seeds", "1,x"], "expected a whole number, got 'x'"),
+    ("nst_jax.apps.cli.fetch_weights", ["--from"], "expected one argument"),
     # values refused by Config, named by the flag the user typed
-    ("nst_jax.apps.stylize", ["--seed", "99999999999999999999"],
+    ("nst_jax.apps.cli.stylize", ["--seed", "99999999999999999999"],
      "--seed must be a whole number from 0 to 4294967295"),
-    ("nst_jax.apps.stylize", ["--ratio", "1e-3", "--alpha", "2"], "--ratio sets --alpha and --beta"),
-    ("nst_jax.apps.sweep", ["--seeds", "0,5000000000"],
+    ("nst_jax.apps.cli.stylize", ["--ratio", "1e-3", "--alpha", "2"], "--ratio sets --alpha and --beta"),
+    ("nst_jax.apps.cli.sweep", ["--seeds", "0,5000000000"],
      "--seeds must be a whole number from 0 to 4294967295, got 5000000000"),
-    ("nst_jax.apps.sweep", ["--inits", "noise,photo.png"], "--inits of a sweep must be one of"),
-    ("nst_jax.apps.sweep", ["--ratios", "1e-3", "--alphas", "2"], "--ratios sets --alphas and --betas"),
-    ("nst_jax.apps.sweep", ["--batch-size", "-1"], "--batch-size must be >= 0"),
-    ("nst_jax.apps.paper_figures", ["--figures", "fig9"], "unknown figure(s) fig9"),
+    ("nst_jax.apps.cli.sweep", ["--inits", "noise,photo.png"], "--inits of a sweep must be one of"),
+    ("nst_jax.apps.cli.sweep", ["--ratios", "1e-3", "--alphas", "2"], "--ratios sets --alphas and --betas"),
+    ("nst_jax.apps.cli.sweep", ["--batch-size", "-1"], "--batch-size must be >= 0"),
+    ("nst_jax.apps.figures.paper_figures", ["--figures", "fig9"], "unknown figure(s) fig9"),
 ])
 def test_bad_flags_are_one_error_line_and_exit_2(module, argv, needle, capsys, tmp_path,
                                                  monkeypatch):
@@ -117,9 +118,9 @@ def test_negative_numbers_are_values_not_flags(capsys, tmp_path, monkeypatch):
     assert join_negative_values(["--remat", "--size", "64"]) == ["--remat", "--size", "64"]
     monkeypatch.chdir(tmp_path)
     for module, argv, needle in (
-            ("nst_jax.apps.sweep", ["--ratios", "-1e-3"], "--ratios must be a finite number >= 0, got -0.001"),
-            ("nst_jax.apps.stylize", ["--ratio", "-1e-3"], "--ratio must be a finite number >= 0"),
-            ("nst_jax.apps.stylize", ["--tv-weight", "-.5"], "--tv-weight must be a finite number >= 0")):
+            ("nst_jax.apps.cli.sweep", ["--ratios", "-1e-3"], "--ratios must be a finite number >= 0, got -0.001"),
+            ("nst_jax.apps.cli.stylize", ["--ratio", "-1e-3"], "--ratio must be a finite number >= 0"),
+            ("nst_jax.apps.cli.stylize", ["--tv-weight", "-.5"], "--tv-weight must be a finite number >= 0")):
         code, _, err = launch(module, argv, capsys)
         assert code == ExitCode.ERROR and needle in one_line_error(err)
     parser = ArgumentParser(prog="t")
@@ -151,7 +152,7 @@ def test_config_flags_name_the_flag_of_an_aliased_field():
 
 
 def test_figure_list_keeps_the_known_order_and_refuses_unknown_names():
-    from nst_jax.apps.flags import figure_list
+    from nst_jax.apps.common.flags import figure_list
 
     assert figure_list(" fig6,fig2 ,", ("fig2", "fig4", "fig6")) == ["fig2", "fig6"]
     for text, needle in (("fig3,fig2", "unknown figure(s) fig3; choose from fig2, fig6"),

@@ -47,27 +47,75 @@ def test_importing_the_library_loads_no_application_package():
     assert json.loads(result.stdout) == []
 
 
+APPS = PACKAGE / "apps"
+# The role folders: every package under nst_jax/apps. ``common`` is the plumbing the tools
+# share (runner, flags, progress, outputs); the others hold the tools of one role each.
+ROLES = sorted(p.parent.name for p in APPS.glob("*/__init__.py"))
+SHARED = "common"
+
+
+def module_name(path: pathlib.Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts)
+
+
+def is_tool(path: pathlib.Path) -> bool:
+    """A tool is a module with a top-level ``main`` (what :func:`runner.launch` runs)."""
+    return any(isinstance(n, ast.FunctionDef) and n.name == "main"
+               for n in ast.parse(path.read_text()).body)
+
+
+APP_MODULES = sorted(p for p in APPS.rglob("*.py") if p.name != "__init__.py")
+TOOLS = {module_name(p): p for p in APP_MODULES if is_tool(p)}
+
+
+def test_the_applications_are_grouped_by_role():
+    assert ROLES == ["benchmark", "cli", "common", "figures", "web"]
+    assert not list(APPS.glob("*.py"))[1:] and [p.name for p in APPS.glob("*.py")] == ["__init__.py"]
+    assert not [m for m in TOOLS if ".common." in m], "the shared plumbing holds no tool"
+    assert len(TOOLS) >= 9
+
+
+def test_no_tool_imports_another_tool_or_another_role():
+    """A module imports the library, the shared plumbing and the non-tool modules of its own
+    role folder; never a tool (tools run through the runner, by name), never another role."""
+    for path in APP_MODULES:
+        role = path.relative_to(APPS).parts[0]
+        for name in imported_modules(path):
+            if not name.startswith("nst_jax.apps."):
+                continue
+            target_role = name.split(".")[2]
+            assert target_role in (role, SHARED), f"{module_name(path)} imports {name}"
+            if role == SHARED:
+                assert target_role == SHARED, f"{module_name(path)} imports {name}"
+            parts = name.split(".")
+            for k in range(4, len(parts) + 1):
+                assert ".".join(parts[:k]) not in TOOLS or ".".join(parts[:k]) == module_name(path), (
+                    f"{module_name(path)} imports the tool {name}")
+
+
 def test_scripts_are_thin_entry_points():
+    from nst_jax.apps.common import runner
+
     for path in sorted((REPO / "scripts").glob("*.py")):
         tree = ast.parse(path.read_text())
         assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))], path
-        assert imported_modules(path) <= {"sys", "nst_jax.apps.runner"} | {
-            f"nst_jax.apps.runner.{name}" for name in ("run_tool", "stylize", "sweep",
-                                                       "fetch_weights", "paper_figures",
-                                                       "control_figures", "serve")}, path
+        allowed = {"sys", "nst_jax.apps.common.runner"} | {
+            f"nst_jax.apps.common.runner.{name}" for name in ("run_tool", *runner.TOOLS)}
+        assert imported_modules(path) <= allowed, path
         code_lines = [l for l in path.read_text().splitlines() if l.strip() and not l.startswith("#")]
         assert len(code_lines) <= 10, path
 
 
 def test_every_tool_has_a_script_and_the_console_scripts_exist():
-    from nst_jax.apps import runner
+    from nst_jax.apps.common import runner
 
-    scripts = {p.stem for p in (REPO / "scripts").glob("*.py")}
-    tools = {p.stem for p in (PACKAGE / "apps").glob("*.py")} - {
-        "__init__", "runner", "flags", "progress", "plots", "paper", "controls", "torch_baseline",
-        "peer", "compile_cache", "web", "web_jobs"}
-    assert tools == scripts
+    scripts = {p.stem: p.read_text() for p in (REPO / "scripts").glob("*.py")}
+    assert {m.rsplit(".", 1)[1] for m in TOOLS} == set(scripts)
+    for module in TOOLS:  # each script runs its tool, by the runner's table or by name
+        stem = module.rsplit(".", 1)[1]
+        assert runner.TOOLS.get(stem) == module or f'run_tool("{module}")' in scripts[stem], module
+    assert set(runner.TOOLS.values()) <= set(TOOLS)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for name, target in project["scripts"].items():
         module, function = target.split(":")
-        assert module == "nst_jax.apps.runner" and callable(getattr(runner, function)), name
+        assert module == "nst_jax.apps.common.runner" and callable(getattr(runner, function)), name

@@ -8,9 +8,9 @@ import pytest
 
 from nst_jax import config as config_module
 from nst_jax import stylize
-from nst_jax.apps import runner
-from nst_jax.apps import web_jobs as jobs
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.web import jobs
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.config import Config, ConfigError
 from nst_jax.errors import NSTError
 
@@ -94,7 +94,7 @@ def test_cli_alpha_beyond_float32_is_one_error_line(tmp_path, capsys, monkeypatc
     out = tmp_path / "out.png"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        code, _, err = launch("nst_jax.apps.stylize", ["--alpha", "1e39", "--size", "32",
+        code, _, err = launch("nst_jax.apps.cli.stylize", ["--alpha", "1e39", "--size", "32",
                                                        "--iterations", "2", "--output", out], capsys)
     assert code == ExitCode.ERROR
     line = one_error_line(err)
@@ -133,7 +133,7 @@ def test_cli_messages_name_the_other_fields_by_their_flags(argv, needle, tmp_pat
     """Defect: "--style-scale and style_size both set", "must not exceed size (32)" (field
     names where the flag is meant), "makes style image 1 3 px long"."""
     monkeypatch.chdir(tmp_path)
-    code, _, err = launch("nst_jax.apps.stylize", [*argv, "--iterations", "1"], capsys)
+    code, _, err = launch("nst_jax.apps.cli.stylize", [*argv, "--iterations", "1"], capsys)
     assert code == ExitCode.ERROR
     assert needle in one_error_line(err)
     assert list(tmp_path.iterdir()) == []

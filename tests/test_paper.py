@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from nst_jax import sweep
-from nst_jax.apps import paper, runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.figures import paper
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.images import resize_to
 from nst_jax.stylize import Config
 
@@ -123,7 +124,7 @@ def test_script_writes_a_figure_and_its_trend(real_weights, tmp_path):
     (["--figures", "fig3"], "unknown figure(s) fig3"), (["--size", "5"], "size"),
     (["--iterations", "0"], "iterations"), (["--no-such-flag"], "--no-such-flag")])
 def test_bad_flags_one_line(flags, needle, tmp_path, capsys):
-    code = runner.launch("nst_jax.apps.paper_figures", [*flags, "--output-dir", str(tmp_path / "never")])
+    code = runner.launch("nst_jax.apps.figures.paper_figures", [*flags, "--output-dir", str(tmp_path / "never")])
     err = capsys.readouterr().err
     assert code == ExitCode.ERROR and err.startswith("error: ")
     assert err.count("\n") == 1 and needle in err

@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from nst_jax import files, images, stylize
-from nst_jax.apps import runner
-from nst_jax.apps import sweep as sweep_cli
+from nst_jax.apps.common import runner
+from nst_jax.apps.cli import sweep as sweep_cli
+from nst_jax.apps.common import sweeps
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE
 from tests.conftest import REPO
@@ -98,7 +99,7 @@ def test_stylize_refuses_a_name_too_long_for_the_file_system(flag, pictures, tmp
     args = {"--content": pictures["content"], "--style": pictures["style"],
             "--output": tmp_path / "out.png", flag: long_name}
     extra = ["--checkpoint-every", "1"] if flag == "--checkpoint" else []
-    err = refused("nst_jax.apps.stylize", [*sum(args.items(), ()), *FAST, *extra], capsys,
+    err = refused("nst_jax.apps.cli.stylize", [*sum(args.items(), ()), *FAST, *extra], capsys,
                   tmp_path, flag, "bytes long", "255")
     assert "Traceback" not in err and "Errno" not in err
     assert not tiny_network
@@ -110,7 +111,7 @@ def test_sweep_refuses_a_name_too_long_for_the_file_system(flag, pictures, tmp_p
     long_name = tmp_path / (TOO_LONG + ("" if flag == "--output-dir" else ".png"))
     args = {"--content": pictures["content"], "--style": pictures["style"],
             "--output-dir": tmp_path / "grid", flag: long_name}
-    refused("nst_jax.apps.sweep", [*sum(args.items(), ()), *FAST], capsys, tmp_path, flag,
+    refused("nst_jax.apps.cli.sweep", [*sum(args.items(), ()), *FAST], capsys, tmp_path, flag,
             "bytes long")
     assert not tiny_network
 
@@ -127,7 +128,7 @@ def test_a_long_name_in_a_subprocess_gives_one_line_and_exit_2(pictures, tmp_pat
 def test_a_path_longer_than_the_system_allows_is_refused(pictures, tmp_path, capsys,
                                                          tiny_network):
     deep = "/".join(["b" * 200] * 25) + "/c.png"  # every name legal, the whole over 4096 bytes
-    refused("nst_jax.apps.stylize", ["--content", deep, "--style", pictures["style"], *FAST],
+    refused("nst_jax.apps.cli.stylize", ["--content", deep, "--style", pictures["style"], *FAST],
             capsys, tmp_path, "--content", "bytes long")
 
 
@@ -195,7 +196,7 @@ def test_stylize_refuses_an_output_that_would_replace_an_input(flag, kind, pictu
         args[flag].write_bytes(pictures["style"].read_bytes())
     target = args[flag]
     output = _alias(kind, target, tmp_path)
-    refused("nst_jax.apps.stylize", [*sum(args.items(), ()), "--output", output, *FAST,
+    refused("nst_jax.apps.cli.stylize", [*sum(args.items(), ()), "--output", output, *FAST,
                                      "--checkpoint-every", "1"], capsys, tmp_path,
             "--output", flag, "would replace")
     assert not tiny_network  # refused before the images were read
@@ -205,7 +206,7 @@ def test_stylize_refuses_a_snapshot_that_would_replace_an_input(pictures, tmp_pa
                                                                 tiny_network):
     start = tmp_path / "out_iter00002.png"  # what --save-every 2 writes beside out.png
     start.write_bytes(pictures["style"].read_bytes())
-    refused("nst_jax.apps.stylize", ["--content", pictures["content"], "--style",
+    refused("nst_jax.apps.cli.stylize", ["--content", pictures["content"], "--style",
                                      pictures["style"], "--init", start, "--output",
                                      tmp_path / "out.png", "--save-every", "2", "--size",
                                      "32", "--iterations", "4"],
@@ -217,9 +218,9 @@ def test_sweep_refuses_an_output_folder_whose_files_would_replace_an_input(
         pictures, tmp_path, capsys, tiny_network):
     grid = tmp_path / "grid"
     grid.mkdir()
-    content = grid / sweep_cli.CONTACT_SHEET
+    content = grid / sweeps.CONTACT_SHEET
     content.write_bytes(pictures["content"].read_bytes())
-    refused("nst_jax.apps.sweep", ["--content", content, "--style", pictures["style"],
+    refused("nst_jax.apps.cli.sweep", ["--content", content, "--style", pictures["style"],
                                    "--output-dir", grid, *FAST, "--seeds", "0,1"],
             capsys, tmp_path, "--output-dir", "--content", "contact_sheet.png")
     assert not tiny_network
@@ -230,7 +231,7 @@ def test_an_output_beside_the_inputs_still_runs(pictures, tmp_path, capsys, tiny
     folder, nor a snapshot's name that this run never writes (none at the last iteration)."""
     start = tmp_path / "out_iter00002.png"
     start.write_bytes(pictures["style"].read_bytes())
-    code, _, err = run_tool("nst_jax.apps.stylize", [
+    code, _, err = run_tool("nst_jax.apps.cli.stylize", [
         "--content", pictures["content"], "--style", pictures["style"], "--init", start,
         "--output", tmp_path / "out.png", "--save-every", "1", *FAST], capsys)
     assert code == 0, err
@@ -245,7 +246,7 @@ def test_a_251_byte_output_name_is_written(pictures, tmp_path, capsys, tiny_netw
     """The atomic write's temporary name was the output's plus 22 bytes: a legal 251-byte
     name failed after the whole run."""
     output = tmp_path / ("o" * 247 + ".png")
-    code, stdout, err = run_tool("nst_jax.apps.stylize", [
+    code, stdout, err = run_tool("nst_jax.apps.cli.stylize", [
         "--content", pictures["content"], "--style", pictures["style"], "--output", output,
         *FAST], capsys)
     assert code == 0, err
@@ -272,7 +273,7 @@ def test_temporary_and_probe_names_are_short_whatever_the_destination(tmp_path):
 def test_derived_names_too_long_are_refused_before_the_run(flags, words, pictures, tmp_path,
                                                            capsys, tiny_network):
     output = tmp_path / ("o" * 251 + ".png")  # 255 bytes: legal itself
-    refused("nst_jax.apps.stylize", ["--content", pictures["content"], "--style",
+    refused("nst_jax.apps.cli.stylize", ["--content", pictures["content"], "--style",
                                      pictures["style"], "--output", output, *FAST, *flags],
             capsys, tmp_path, "--output", words, "bytes long")
     assert not tiny_network
@@ -283,7 +284,7 @@ def test_sweep_shortens_point_names_too_long_for_the_file_system(pictures, tmp_p
     """Long axis values (16 layers and their weights) made a point's file name over 255
     bytes: the grid ran, then failed to write it."""
     grid = tmp_path / "grid"
-    code, _, err = run_tool("nst_jax.apps.sweep", [
+    code, _, err = run_tool("nst_jax.apps.cli.sweep", [
         "--content", pictures["content"], "--style", pictures["style"], "--output-dir", grid,
         "--size", "32", "--iterations", "1", "--style-layers", "+".join(ALL_LAYERS),
         "--style-layer-weights", ",".join(f"{0.0123456 * (k + 1):.7f}" for k in range(16))],
@@ -292,8 +293,8 @@ def test_sweep_shortens_point_names_too_long_for_the_file_system(pictures, tmp_p
     names = os.listdir(grid)
     assert max(len(name.encode()) for name in names) <= 255
     [png] = [n for n in names if n.endswith(".png") and not n.endswith("_loss.png")
-             and n != sweep_cli.CONTACT_SHEET]
-    assert png.startswith("000_style_layers-conv1_1+") and len(png) == sweep_cli.MAX_STEM + 4
-    other = sweep_cli.point_name(1, {"style_layers": ALL_LAYERS, "content_layers": ALL_LAYERS})
-    assert len(other) == sweep_cli.MAX_STEM and other != png[:-4]  # distinct, by the hash
-    assert sweep_cli.point_name(0, {"seed": 1}) == "000_seed-1"  # short names as they were
+             and n != sweeps.CONTACT_SHEET]
+    assert png.startswith("000_style_layers-conv1_1+") and len(png) == sweeps.MAX_STEM + 4
+    other = sweeps.point_name(1, {"style_layers": ALL_LAYERS, "content_layers": ALL_LAYERS})
+    assert len(other) == sweeps.MAX_STEM and other != png[:-4]  # distinct, by the hash
+    assert sweeps.point_name(0, {"seed": 1}) == "000_seed-1"  # short names as they were

@@ -1,4 +1,4 @@
-"""nst_jax.apps.peer: the side-by-side benchmark against neural-style-pt.
+"""nst_jax.apps.benchmark.peer: the side-by-side benchmark against neural-style-pt.
 
 neural-style-pt itself is not here (it is not vendored, and CI cannot fetch it): the
 tests check what we hand it (the weights in its layout, the objective matched to ours,
@@ -17,8 +17,10 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from nst_jax import images, stylize
-from nst_jax.apps import bench, peer, runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.benchmark import bench
+from nst_jax.apps.benchmark import peer
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.config import STYLE_LAYERS, example_path
 from nst_jax.losses import LossWeights, Targets, total_loss
 from nst_jax.vgg import LAYER_NAMES, VGG19, VGG19_BLOCKS
@@ -258,7 +260,7 @@ def test_bad_peer_flags_are_one_line_errors(capsys, tmp_path, flags, needle):
     (tmp_path / "neural_style.py").write_text("")
     (tmp_path / "CaffeLoader.py").write_text("")
     flags = [str(tmp_path) if f == "CHECKOUT" else f for f in flags]
-    code = runner.launch("nst_jax.apps.bench", ["--sizes", "", *flags])
+    code = runner.launch("nst_jax.apps.benchmark.bench", ["--sizes", "", *flags])
     assert code == ExitCode.ERROR
     assert_one_line_error(code, capsys.readouterr().err, needle)
 

@@ -1,4 +1,4 @@
-"""Tests for nst_jax.apps.plots: the pictures are checked by their pixels, not by eye."""
+"""Tests for nst_jax.apps.common.plots: the pictures are checked by their pixels, not by eye."""
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import ImageFont
 
-from nst_jax.apps import plots
+from nst_jax.apps.common import plots
 from nst_jax.errors import NSTError
 
 # Saturated colours that no text, frame, grid or placeholder pixel can have.
@@ -203,7 +203,7 @@ def _curve_cols(picture: np.ndarray, colours) -> list[np.ndarray]:
 
 
 def test_importing_plots_does_not_import_matplotlib():
-    code = "import sys, nst_jax.apps.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, nst_jax.apps.common.plots; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

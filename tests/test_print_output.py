@@ -21,8 +21,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from nst_jax import images, stylize
-from nst_jax.apps import runner
-from nst_jax.apps import stylize as stylize_cli
+from nst_jax.apps.common import runner
+from nst_jax.apps.cli import stylize as stylize_cli
 from nst_jax.config import Config
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE
@@ -465,7 +465,7 @@ def tiny_network(monkeypatch, tiny_vgg, tiny_params):
 
 
 def _run_cli(args, capsys):
-    code = runner.launch("nst_jax.apps.stylize", [str(a) for a in args])
+    code = runner.launch("nst_jax.apps.cli.stylize", [str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -1,4 +1,4 @@
-"""nst_jax.apps.runner: Ctrl-C at any moment is one line and exit 130; errors are one line."""
+"""nst_jax.apps.common.runner: Ctrl-C at any moment is one line and exit 130; errors are one line."""
 import signal
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import time
 import pytest
 
 from nst_jax import images
-from nst_jax.apps import runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from tests.conftest import REPO
 
 STYLIZE = [sys.executable, str(REPO / "scripts" / "stylize.py")]

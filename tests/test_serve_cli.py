@@ -9,13 +9,14 @@ import tempfile
 
 import pytest
 
-from nst_jax.apps import runner, serve
+from nst_jax.apps.common import runner
+from nst_jax.apps.web import serve
 from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error
 
 
 def _serve(argv, capsys):
-    code = runner.launch("nst_jax.apps.serve", argv)
+    code = runner.launch("nst_jax.apps.web.serve", argv)
     return code, capsys.readouterr().err
 
 

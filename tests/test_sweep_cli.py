@@ -1,4 +1,4 @@
-"""``scripts/sweep.py`` (``nst_jax.apps.sweep``): the outputs of a grid (real weights, 32 px),
+"""``scripts/sweep.py`` (``nst_jax.apps.cli.sweep``): the outputs of a grid (real weights, 32 px),
 the labels, bad input."""
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import sys
 import pytest
 
 from nst_jax import images
-from nst_jax.apps import runner
-from nst_jax.apps import sweep as sweep_cli
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.cli import sweep as sweep_cli
+from nst_jax.apps.common import sweeps
+from nst_jax.apps.common.runner import ExitCode
 from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error, wait_for_line
 
@@ -21,7 +22,7 @@ FAST = ["--size", "32", "--iterations", "3"]
 
 
 def run_sweep(args, capsys):
-    code = runner.launch("nst_jax.apps.sweep", [str(a) for a in args])
+    code = runner.launch("nst_jax.apps.cli.sweep", [str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -63,18 +64,18 @@ def test_layout_rows_and_columns_are_the_swept_axes():
     from nst_jax.sweep import Grid
 
     grid = Grid.product(Config(), ratio=[1e-4, 1e-3], tv_weight=[0.0], seed=[0, 1, 2])
-    layout = sweep_cli.sheet_layout(grid)
+    layout = sweeps.sheet_layout(grid)
     assert (layout.rows, layout.cols, layout.col_title) == (2, 3, "seed")
     assert layout.row_labels == ["ratio=1e-4", "ratio=1e-3"] and layout.col_labels == ["0", "1", "2"]
-    single = sweep_cli.sheet_layout(Grid.product(Config()))
+    single = sweeps.sheet_layout(Grid.product(Config()))
     assert (single.rows, single.cols) == (1, 1)
 
 
 def test_labels_and_file_names():
-    assert sweep_cli.format_value(1e-3) == "1e-3" and sweep_cli.format_value(0.5) == "0.5"
-    assert sweep_cli.format_value(("conv1_1", "conv2_1")) == "conv1_1+conv2_1"
-    assert sweep_cli.point_name(3, {"ratio": 1e-5, "init": "noise"}) == "003_ratio-1e-5_init-noise"
-    assert "/" not in sweep_cli.point_name(0, {"x": "a/b c"})
+    assert sweeps.format_value(1e-3) == "1e-3" and sweeps.format_value(0.5) == "0.5"
+    assert sweeps.format_value(("conv1_1", "conv2_1")) == "conv1_1+conv2_1"
+    assert sweeps.point_name(3, {"ratio": 1e-5, "init": "noise"}) == "003_ratio-1e-5_init-noise"
+    assert "/" not in sweeps.point_name(0, {"x": "a/b c"})
 
 
 def test_style_layer_sets_and_weights_parse():

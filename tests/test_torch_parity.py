@@ -1,4 +1,4 @@
-"""The PyTorch baseline (nst_jax.apps.torch_baseline) against nst_jax: the same activations,
+"""The PyTorch baseline (nst_jax.apps.benchmark.torch_baseline) against nst_jax: the same activations,
 losses and gradients (tiny VGG and real VGG19, both poolings), a working L-BFGS
 run, and torch staying an optional extra.
 
@@ -36,7 +36,7 @@ def torch():
 
 @pytest.fixture(scope="module")
 def tb(torch):
-    from nst_jax.apps import torch_baseline
+    from nst_jax.apps.benchmark import torch_baseline
 
     return torch_baseline
 
@@ -157,7 +157,7 @@ def test_lbfgs_refuses_an_empty_budget(tb):
 
 
 def test_missing_torch_is_a_one_line_nst_error(monkeypatch):
-    from nst_jax.apps import torch_baseline
+    from nst_jax.apps.benchmark import torch_baseline
 
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     with pytest.raises(NSTError, match=r"pip install -e '\.\[bench\]'"):
@@ -171,7 +171,7 @@ def test_torch_stays_optional():
     code = ("import importlib, pkgutil, sys, nst_jax\n"
             "for m in pkgutil.walk_packages(nst_jax.__path__, 'nst_jax.'):\n"
             "    importlib.import_module(m.name)\n"
-            "assert 'nst_jax.apps.torch_baseline' in sys.modules\n"
+            "assert 'nst_jax.apps.benchmark.torch_baseline' in sys.modules\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,

@@ -22,7 +22,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from nst_jax import stylize  # noqa: E402
-from nst_jax.apps import serve, web_jobs as jobs  # noqa: E402
+from nst_jax.apps.web import serve  # noqa: E402
+from nst_jax.apps.web import jobs
 from nst_jax.config import example_path  # noqa: E402
 from nst_jax.images import read_png_metadata  # noqa: E402
 from nst_jax.vgg import CAFFE  # noqa: E402
@@ -55,7 +56,7 @@ def jobs_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny_vgg, tiny_params, uploads_folder, jobs_folder):
-    from nst_jax.apps.web import App
+    from nst_jax.apps.web.page import App
 
     network = stylize.Network(tiny_vgg, tiny_params, CAFFE, {"path": "tiny.h5"})
     app = App(network, LIMITS, jobs_folder)
@@ -91,7 +92,7 @@ def _stylize(client, content, style, **controls):
 
 
 def test_the_page_starts_with_the_command_lines_defaults(tiny_vgg, tiny_params, tmp_path):
-    from nst_jax.apps.web import App
+    from nst_jax.apps.web.page import App
     from nst_jax.config import Config
 
     network = stylize.Network(tiny_vgg, tiny_params, CAFFE, {"path": "tiny.h5"})

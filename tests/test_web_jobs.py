@@ -1,4 +1,4 @@
-"""The web page's jobs without the page (nst_jax.apps.web_jobs), on the tiny VGG."""
+"""The web page's jobs without the page (nst_jax.apps.web.jobs), on the tiny VGG."""
 import json
 import threading
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from nst_jax import stylize
-from nst_jax.apps import web_jobs as jobs
+from nst_jax.apps.web import jobs
 from nst_jax.config import Config, example_path
 from nst_jax.errors import NSTError
 from nst_jax.images import read_png_metadata
@@ -209,7 +209,7 @@ def test_a_job_streams_updates_and_writes_the_command_lines_png(network, uploads
     last = updates[-1]
     assert last.output == tmp_path / "stylized.png" and last.output.is_file()
     meta = read_png_metadata(last.output)
-    # The keys of scripts/stylize.py's PNG (nst_jax.apps.stylize.run's save()).
+    # The keys of scripts/stylize.py's PNG (nst_jax.apps.cli.stylize.run's save()).
     for key in ("Software", "nst_jax:arguments", "nst_jax:config", "nst_jax:weights",
                 "nst_jax:status", "nst_jax:iterations_done", "nst_jax:evaluations",
                 "nst_jax:loss_total", "nst_jax:loss_content", "nst_jax:loss_style",

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from nst_jax import weights
-from nst_jax.apps import runner
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE, LAYER_NAMES, TORCHVISION, VGG, VGG19
 from nst_jax.weight_sources import download, formats
@@ -402,7 +402,7 @@ def test_loading_weights_does_not_import_the_converters():
     # A fresh interpreter: this one has imported nst_jax.weight_sources already.
     code = ("import sys, nst_jax.weights; "
             "print(sorted(m for m in sys.modules if m.startswith('nst_jax.weight_sources') "
-            "or m in ('urllib.request', 'nst_jax.apps.fetch_weights')))")
+            "or m in ('urllib.request', 'nst_jax.apps.cli.fetch_weights')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout
     assert out.strip() == "[]"
@@ -518,7 +518,7 @@ def test_download_keras_h5_failures_leave_nothing(tmp_path):
 
 def fetch_weights(argv: list[str]) -> int:
     """``scripts/fetch_weights.py ARGV``, in this process."""
-    return runner.launch("nst_jax.apps.fetch_weights", argv)
+    return runner.launch("nst_jax.apps.cli.fetch_weights", argv)
 
 
 def test_fetch_from_a_local_file(tmp_path, capsys):

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from nst_jax import weights
-from nst_jax.apps import runner
-from nst_jax.apps.flags import ArgumentParser
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.flags import ArgumentParser
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.errors import NSTError
 from nst_jax.weight_sources import download, formats
 

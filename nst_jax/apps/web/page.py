@@ -1,4 +1,4 @@
-"""The web page of ``nst-serve``: gradio components around :mod:`nst_jax.apps.web_jobs`.
+"""The web page of ``nst-serve``: gradio components around :mod:`nst_jax.apps.web.jobs`.
 
 :class:`App` builds the page (:meth:`App.blocks`):
 
@@ -18,7 +18,7 @@ The jobs go through gradio's queue, ``concurrency`` at a time (one by default: a
 busy with one). Errors in a job are a message in the page (and, for API clients, the
 ``AppError`` they get), HTML-escaped since gradio shows it as HTML; the server goes on.
 A job reads only files the server received as uploads and the bundled examples
-(:class:`nst_jax.apps.web_jobs.Trust`); gradio's own errors, which may name server
+(:class:`nst_jax.apps.web.jobs.Trust`); gradio's own errors, which may name server
 paths, reach no client (``show_error=False``). The API endpoints are ``/stylize``
 (``content``, ``style``, ``size``, ``iterations``, ``log_ratio``, ``seed`` -> the PNG) and
 ``/sweep`` (``content``, ``style``, ``ratios``, ``seeds``, ``size``, ``iterations`` ->
@@ -42,8 +42,9 @@ import gradio as gr  # noqa: E402
 from gradio import processing_utils, utils as gradio_utils  # noqa: E402
 
 from nst_jax import stylize as core  # noqa: E402
-from nst_jax.apps import runner, web_jobs as jobs  # noqa: E402
-from nst_jax.apps.sweep import DEFAULTS as SWEEP_DEFAULTS, format_value  # noqa: E402
+from nst_jax.apps.common import runner  # noqa: E402
+from nst_jax.apps.web import jobs
+from nst_jax.apps.common.sweeps import DEFAULTS as SWEEP_DEFAULTS, format_value  # noqa: E402
 from nst_jax.config import COLOR_MODES, INITS, OPTIMIZERS, Config, example_path  # noqa: E402
 from nst_jax.errors import NSTError, one_line  # noqa: E402
 
@@ -139,7 +140,7 @@ class App:
 
     Args:
       network: the VGG and weights every job uses.
-      limits: the server's :class:`~nst_jax.apps.web_jobs.Limits`.
+      limits: the server's :class:`~nst_jax.apps.web.jobs.Limits`.
       folder: where the jobs write their PNGs (a folder of their own each).
       concurrency: jobs at a time.
     """
@@ -202,7 +203,7 @@ class App:
 
     def stylize_updates(self, images: jobs.Images, controls: dict, *, every: int,
                         stop: threading.Event) -> Iterator[jobs.Update]:
-        """The :func:`nst_jax.apps.web_jobs.stylize` updates of a request."""
+        """The :func:`nst_jax.apps.web.jobs.stylize` updates of a request."""
         config = self._config(images, **controls)
         inputs = jobs.load_inputs(config, images.uploads)
         arguments = {"content": images.content.name, "style": [s.name for s in images.styles],
@@ -340,7 +341,7 @@ class App:
 
     def _job(self) -> dict:
         """The event options of every job: one concurrency group, raw inputs (web_jobs
-        checks and reads the files itself, :class:`~nst_jax.apps.web_jobs.Trust`, with its
+        checks and reads the files itself, :class:`~nst_jax.apps.web.jobs.Trust`, with its
         own messages)."""
         return dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)
 

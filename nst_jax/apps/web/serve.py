@@ -1,4 +1,4 @@
-"""``python scripts/serve.py`` / ``nst-serve``: the web page (:mod:`nst_jax.apps.web`).
+"""``python scripts/serve.py`` / ``nst-serve``: the web page (:mod:`nst_jax.apps.web.page`).
 
 It loads the VGG19 weights once, then serves the page on ``--host`` (127.0.0.1: this
 machine only) and ``--port`` (the first free one from 7860) until Ctrl-C. Jobs wait in
@@ -21,9 +21,9 @@ import tempfile
 import time
 from typing import Sequence
 
-from nst_jax.apps import runner
-from nst_jax.apps.flags import ArgumentParser, UsageError
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.flags import ArgumentParser, UsageError
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.errors import NSTError, one_line
 
 DEFAULT_PORTS = range(7860, 7960)
@@ -32,7 +32,7 @@ TEMP_DIR = "GRADIO_TEMP_DIR"  # gradio's upload folder and cache
 
 
 def build_parser() -> ArgumentParser:
-    from nst_jax.apps.web_jobs import Limits
+    from nst_jax.apps.web.jobs import Limits
 
     limits = Limits()
     parser = ArgumentParser(
@@ -99,7 +99,7 @@ def check_args(args) -> None:
 
 
 def limits_of(args):
-    from nst_jax.apps.web_jobs import Limits
+    from nst_jax.apps.web.jobs import Limits
 
     try:
         return Limits(args.max_size, args.max_iterations, args.max_upload_mb, args.max_points)
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "leave --port out for a free one")
 
     from nst_jax import stylize
-    from nst_jax.apps.web import App
+    from nst_jax.apps.web.page import App
     from nst_jax.config import Config
 
     runner.phase("loading the weights")

@@ -1,11 +1,11 @@
 """``python scripts/stylize.py`` / ``nst-stylize``: one style transfer from the command line.
 
-Its flags are :class:`nst_jax.config.Config`'s fields (:mod:`nst_jax.apps.flags`)
+Its flags are :class:`nst_jax.config.Config`'s fields (:mod:`nst_jax.apps.common.flags`)
 plus ``--output``, ``--bit-depth``, ``--save-every`` and ``--quiet``. It reads the
 images and the weights, runs the optimisation with a progress line, and writes the
 best image as an 8- or 16-bit PNG or TIFF with an sRGB ICC profile (atomically), with
 the settings and the eq. 7 loss of exactly those pixels in its metadata. Errors and
-Ctrl-C are handled by :mod:`nst_jax.apps.runner`.
+Ctrl-C are handled by :mod:`nst_jax.apps.common.runner`.
 
 Long runs: with ``--start-size`` it runs coarse to fine (:mod:`nst_jax.coarse_to_fine`),
 one progress line per scale; ``--checkpoint-every``, ``--checkpoint`` and ``--resume``
@@ -14,7 +14,6 @@ Ctrl-C then saves one too. Without those flags a run is what it was before them.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pathlib
@@ -22,12 +21,13 @@ import re
 import sys
 from typing import Sequence
 
-from nst_jax import __version__, checkpoint, coarse_to_fine, files, images, stylize, tiling
-from nst_jax.apps import runner
-from nst_jax.apps.flags import (ArgumentParser, ConfigFlags, UsageError, file_path, parse_and_run,
+from nst_jax import checkpoint, coarse_to_fine, files, images, stylize, tiling
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.flags import (ArgumentParser, ConfigFlags, UsageError, file_path, parse_and_run,
                                 refuse_replacing_inputs)
-from nst_jax.apps.progress import LoopProgress
-from nst_jax.apps.runner import ExitCode
+from nst_jax.apps.common.outputs import final_status, save_result, scale_metadata
+from nst_jax.apps.common.progress import LoopProgress
+from nst_jax.apps.common.runner import ExitCode
 from nst_jax.errors import one_line
 
 DEFAULT_OUTPUT = "stylized.png"
@@ -61,42 +61,6 @@ def build_parser() -> tuple[ArgumentParser, ConfigFlags]:
 
 def snapshot_path(output: pathlib.Path, iteration: int) -> pathlib.Path:
     return output.with_name(f"{output.stem}_iter{iteration:05d}{output.suffix}")
-
-
-def png_metadata(config, arguments: dict, weights_info: dict, extra: dict) -> dict[str, str]:
-    """The PNG text chunks: the settings, the arguments as given, the weights' provenance
-    and ``extra`` (status, losses). Nothing that varies between identical runs."""
-    meta = {
-        "Software": f"nst_jax {__version__}",
-        "nst_jax:arguments": json.dumps(arguments, default=str),
-        "nst_jax:config": json.dumps(config.to_dict(), default=str),
-        "nst_jax:weights": json.dumps(weights_info, default=str),
-    }
-    meta.update({f"nst_jax:{k}": str(v) for k, v in extra.items()})
-    return meta
-
-
-def save_result(path: pathlib.Path, job: stylize.Stylization, config, arguments: dict,
-                weights_info: dict, extra: dict, bits: int = 8):
-    """Write ``job``'s output at ``bits`` (:meth:`~nst_jax.stylize.Stylization.saved`) to
-    ``path``, atomically, with :func:`png_metadata` of ``extra`` and the eq. 7 loss of the
-    pixels written; returns ``(image, total, terms)``."""
-    image, total, terms = job.saved(bits)
-    losses = {"loss_total": total, "loss_content": terms.content, "loss_style": terms.style,
-              "loss_tv": terms.tv}
-    meta = png_metadata(config, arguments, weights_info, {**extra, **losses, "bit_depth": bits})
-    images.save_image(path, image, meta, bits=bits)
-    return image, total, terms
-
-
-def final_status(job: stylize.Stylization, status: str) -> str:
-    """How a run ended: ``nonfinite`` or ``converged`` as its state says, else ``status``
-    (``completed``, or how it was stopped)."""
-    if bool(job.state.nonfinite):
-        return "nonfinite"
-    if bool(job.state.converged) and status == "completed":
-        return "converged"
-    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,11 +175,6 @@ def add_long_run_flags(parser: ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true",
                        help="continue the run saved in the checkpoint folder, with the same "
                             "settings (--iterations may grow); Ctrl-C then saves a checkpoint too")
-
-
-def scale_metadata(scale: coarse_to_fine.Scale) -> dict:
-    """The output's metadata about its scale: nothing for a single-scale run."""
-    return {} if scale.count == 1 else {"scale": f"{scale.index + 1}/{scale.count}"}
 
 
 def scale_snapshot_path(output: pathlib.Path, scale: coarse_to_fine.Scale,

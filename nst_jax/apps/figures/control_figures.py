@@ -19,11 +19,13 @@ from typing import Sequence
 import numpy as np
 
 from nst_jax import images, stylize
-from nst_jax.apps import controls, plots, runner
-from nst_jax.apps.flags import ArgumentParser, ConfigFlags, UsageError, figure_list, parse_and_run
-from nst_jax.apps.paper import Trend
-from nst_jax.apps.runner import ExitCode
-from nst_jax.apps.sweep import CONTACT_SHEET, RESULTS_JSON, prepare_folder, sweep_to_folder
+from nst_jax.apps.figures import controls
+from nst_jax.apps.common import plots
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.flags import ArgumentParser, ConfigFlags, UsageError, figure_list, parse_and_run
+from nst_jax.apps.figures.paper import Trend
+from nst_jax.apps.common.runner import ExitCode
+from nst_jax.apps.common.sweeps import CONTACT_SHEET, RESULTS_JSON, prepare_folder, sweep_to_folder
 from nst_jax.config import Config, ConfigError
 from nst_jax.files import atomic_write
 from nst_jax.sweep import Grid, PointResult, Sweeper

@@ -20,8 +20,8 @@ import jax
 import numpy as np
 
 from nst_jax import stylize, sweep
-from nst_jax.apps import runner
-from nst_jax.apps.flags import ArgumentParser
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.flags import ArgumentParser
 from nst_jax.config import OPTIMIZERS, Config
 from nst_jax.files import atomic_write
 

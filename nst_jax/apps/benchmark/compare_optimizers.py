@@ -17,8 +17,8 @@ import jax
 import numpy as np
 
 from nst_jax import images, stylize
-from nst_jax.apps import runner
-from nst_jax.apps.flags import ArgumentParser, UsageError
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.flags import ArgumentParser, UsageError
 from nst_jax.config import BOUNDS, OPTIMIZERS, Config
 
 

@@ -40,7 +40,7 @@ SCRIPT = "neural_style.py"
 # Its file name must contain "vgg19" (CaffeLoader picks the architecture by name).
 MODEL_NAME = "nst_jax-vgg19.pth"
 
-_SHIM = '''"""A stand-in for torchvision.transforms (written by nst_jax.apps.peer): only what
+_SHIM = '''"""A stand-in for torchvision.transforms (written by nst_jax.apps.benchmark.peer): only what
 neural-style-pt uses, for loading images; never used for timing anything else."""
 import torch
 import numpy as np
@@ -127,7 +127,7 @@ def state_dict(params) -> dict:
 
 def write_model(params, folder: str | os.PathLike) -> pathlib.Path:
     """Save :func:`state_dict` with ``torch.save`` as ``folder/MODEL_NAME``; its path."""
-    from nst_jax.apps.torch_baseline import require_torch
+    from nst_jax.apps.benchmark.torch_baseline import require_torch
 
     torch = require_torch()
     path = pathlib.Path(folder) / MODEL_NAME
@@ -170,7 +170,7 @@ def nst_jax_command(content: str, style: str, size: int, iterations: int, output
     if not script.is_file():  # an installed package without the repository's scripts/
         script = None
     head = [sys.executable, str(script)] if script else [sys.executable, "-c",
-                                                          "import sys; from nst_jax.apps.runner "
+                                                          "import sys; from nst_jax.apps.common.runner "
                                                           "import stylize; sys.exit(stylize())"]
     return [*head, "--content", content, "--style",
             style, "--size", str(size), "--iterations", str(iterations), "--output", output,

@@ -220,9 +220,9 @@ def run_tool(module: str) -> int:
     complete on disk by then (written atomically).
 
     JAX's persistent compilation cache is turned on first
-    (:mod:`nst_jax.apps.compile_cache`): a repeated run does not compile.
+    (:mod:`nst_jax.apps.common.compile_cache`): a repeated run does not compile.
     """
-    from nst_jax.apps import compile_cache  # standard library only
+    from nst_jax.apps.common import compile_cache  # standard library only
 
     compile_cache.enable()
     code = launch(module)
@@ -237,25 +237,35 @@ def run_tool(module: str) -> int:
 
 
 # Console scripts (pyproject.toml) and scripts/*.py: each runs its tool in this process.
+TOOLS = {
+    "stylize": "nst_jax.apps.cli.stylize",
+    "sweep": "nst_jax.apps.cli.sweep",
+    "fetch_weights": "nst_jax.apps.cli.fetch_weights",
+    "paper_figures": "nst_jax.apps.figures.paper_figures",
+    "control_figures": "nst_jax.apps.figures.control_figures",
+    "serve": "nst_jax.apps.web.serve",
+}
+
+
 def stylize() -> int:
-    return run_tool("nst_jax.apps.stylize")
+    return run_tool(TOOLS["stylize"])
 
 
 def sweep() -> int:
-    return run_tool("nst_jax.apps.sweep")
+    return run_tool(TOOLS["sweep"])
 
 
 def fetch_weights() -> int:
-    return run_tool("nst_jax.apps.fetch_weights")
+    return run_tool(TOOLS["fetch_weights"])
 
 
 def paper_figures() -> int:
-    return run_tool("nst_jax.apps.paper_figures")
+    return run_tool(TOOLS["paper_figures"])
 
 
 def control_figures() -> int:
-    return run_tool("nst_jax.apps.control_figures")
+    return run_tool(TOOLS["control_figures"])
 
 
 def serve() -> int:
-    return run_tool("nst_jax.apps.serve")
+    return run_tool(TOOLS["serve"])

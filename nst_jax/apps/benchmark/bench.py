@@ -14,13 +14,14 @@ What is measured, per size (square images, the bundled example pair resized):
 - per L-BFGS backend: seconds per iteration, evaluations per iteration, the
   overhead beyond its evaluations, and the lowest total loss reached within
   each checkpoint's number of evaluations, every backend from the same white noise;
-- the same with the PyTorch baseline (:mod:`nst_jax.apps.torch_baseline`) when
+- the same with the PyTorch baseline (:mod:`nst_jax.apps.benchmark.torch_baseline`) when
   PyTorch is installed, and the parity of the two implementations.
 """
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import platform
@@ -202,7 +203,7 @@ def _jax_backend(content, style, params, preprocessing, config, x0, evaluations:
 def _torch_backend(content, style, params, preprocessing, config, x0, evaluations: int,
                    checkpoints, repeats: int) -> dict:
     from nst_jax import stylize
-    from nst_jax.apps import torch_baseline as tb
+    from nst_jax.apps.benchmark import torch_baseline as tb
 
     torch = tb.require_torch()
     loss = tb.make_loss(params, content, style, config, preprocessing)
@@ -323,7 +324,7 @@ def startup_case(size: int, cache: str) -> dict:
     interpreter, the benchmark module) is not counted: it is the same for every tool."""
     os.environ["NST_JAX_CACHE_DIR"] = cache
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
-    from nst_jax.apps import compile_cache
+    from nst_jax.apps.common import compile_cache, runner
 
     cached = os.path.isdir(cache) and any(os.scandir(cache))
     compile_cache.enable()
@@ -338,7 +339,7 @@ def startup_case(size: int, cache: str) -> dict:
     import jax
 
     from nst_jax import stylize
-    from nst_jax.apps import stylize as app  # noqa: F401  (what the command line imports)
+    importlib.import_module(runner.TOOLS["stylize"])  # what the command line imports too
     lap("imports")
     config = stylize.Config(size=size, iterations=5)
     inputs = stylize.load_inputs(config)
@@ -505,7 +506,7 @@ def profile_case(size: int, repeats: int = 3) -> dict:
 
 
 def _torch_profile(params, preprocessing, content, style, config, x0, repeats: int) -> dict:
-    from nst_jax.apps import torch_baseline as tb
+    from nst_jax.apps.benchmark import torch_baseline as tb
 
     torch = tb.require_torch()
     loss = tb.make_loss(params, content, style, config, preprocessing)
@@ -556,7 +557,7 @@ def profile_markdown(cases: Sequence[dict]) -> list[str]:
 def parity_case(size: int) -> dict:
     """Largest relative differences between nst_jax and the PyTorch baseline at ``size``."""
     from nst_jax import stylize, weights
-    from nst_jax.apps import torch_baseline
+    from nst_jax.apps.benchmark import torch_baseline
     from nst_jax.weight_sources.download import ensure_weights
 
     params, preprocessing = weights.load_params(ensure_weights(log=lambda m: None))
@@ -577,14 +578,14 @@ def quality_case(size: int, iterations: int, start_size: int | None = None,
     with the clock stopped. ``cost`` counts every scale's loss+gradient evaluations in
     evaluations at the last scale's size (an evaluation costs about its pixel count):
     unlike the wall time, it does not depend on the load of a shared machine.
-    ``texture_period`` and ``high_frequency_share`` (:mod:`nst_jax.apps.controls`) say how
+    ``texture_period`` and ``high_frequency_share`` (:mod:`nst_jax.measures`) say how
     large the output's structures are and how much fine grain it has. ``image``: also
     write the output there (PNG).
     """
     import jax
 
     from nst_jax import coarse_to_fine, images, stylize
-    from nst_jax.apps import controls
+    from nst_jax import measures
 
     config = stylize.Config(size=size, iterations=iterations, seed=seed, start_size=start_size,
                             coarse_iterations=coarse_iterations)
@@ -629,8 +630,8 @@ def quality_case(size: int, iterations: int, start_size: int | None = None,
             "iterations": iterations, "seed": seed, "seconds": seconds,
             "cost": sum(s["cost"] for s in scales), "scales": scales, "curve": curve,
             "final_loss": total, "final_content": terms.content, "final_style": terms.style,
-            "texture_period": controls.texture_period(output),
-            "high_frequency_share": controls.high_frequency_share(output),
+            "texture_period": measures.texture_period(output),
+            "high_frequency_share": measures.high_frequency_share(output),
             "load_average": [load, os.getloadavg()[0]]}
 
 
@@ -700,7 +701,7 @@ CASES = {"speed": speed_case, "memory": memory_case, "parity": parity_case,
 
 
 def worker(argv: Sequence[str]) -> int:
-    """``python -m nst_jax.apps.bench KIND JSON-KWARGS``: run one case, print its result as one line."""
+    """``python -m nst_jax.apps.benchmark.bench KIND JSON-KWARGS``: run one case, print its result as one line."""
     kind, kwargs = argv[0], json.loads(argv[1])
     try:
         result = CASES[kind](**kwargs)
@@ -713,9 +714,9 @@ def worker(argv: Sequence[str]) -> int:
 
 def run_in_subprocess(kind: str, timeout: float | None = None, **kwargs) -> dict:
     """Run one case in a fresh Python process; ``{"error": ...}`` if it failed (e.g. out of memory)."""
-    command = [sys.executable, "-m", "nst_jax.apps.bench", kind, json.dumps(kwargs)]
+    command = [sys.executable, "-m", "nst_jax.apps.benchmark.bench", kind, json.dumps(kwargs)]
     # Compile times are cold: the compilation cache this process's runner turned on
-    # (nst_jax.apps.compile_cache) is not the workers'; startup_case sets its own.
+    # (nst_jax.apps.common.compile_cache) is not the workers'; startup_case sets its own.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
     try:
@@ -908,14 +909,14 @@ def run_peer(results: dict, checkout: str, sizes: Sequence[int], short: int, lon
              rounds: int, race_iterations: int, race_fractions: Sequence[float],
              race_repeats: int = 2, timeout: float | None = None, log: Callable[[str], None] = print,
              save: Callable[[dict], None] = lambda results: None) -> None:
-    """``scripts/stylize.py`` against neural-style-pt (:mod:`nst_jax.apps.peer`), whole
+    """``scripts/stylize.py`` against neural-style-pt (:mod:`nst_jax.apps.benchmark.peer`), whole
     processes, at each of ``sizes``, into ``results["peer"]``: seconds per iteration and
-    start-up (:func:`nst_jax.apps.peer.compare`), and, when ``race_iterations``, the time
-    each takes to the same loss (:func:`nst_jax.apps.peer.race`)."""
+    start-up (:func:`nst_jax.apps.benchmark.peer.compare`), and, when ``race_iterations``, the time
+    each takes to the same loss (:func:`nst_jax.apps.benchmark.peer.race`)."""
     import tempfile
 
     from nst_jax import weights
-    from nst_jax.apps import peer
+    from nst_jax.apps.benchmark import peer
     from nst_jax.config import example_path
     from nst_jax.weight_sources.download import ensure_weights
 
@@ -1134,7 +1135,7 @@ def check_writable(path: str) -> None:
 
 
 def main(argv=None) -> int:
-    from nst_jax.apps.flags import ArgumentParser
+    from nst_jax.apps.common.flags import ArgumentParser
 
     p = ArgumentParser(prog="bench", description="Benchmark nst_jax (and a PyTorch baseline) on this machine.")
     p.add_argument("--sizes", type=_ints, default=list(DEFAULT_SIZES), help="square image sizes, px")
@@ -1212,7 +1213,7 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     from nst_jax import optimize
-    from nst_jax.apps import runner
+    from nst_jax.apps.common import runner
 
     backends = [b for b in args.backends.split(",") if b]
     unknown = [b for b in backends if b != "torch" and b not in optimize.OPTIMIZERS[:3]]
@@ -1253,8 +1254,8 @@ def run(args) -> int:
                  "overhead_size": args.tile_overhead_size}
     peer = None
     if args.neural_style_pt:
-        from nst_jax.apps import peer as peer_tool
-        from nst_jax.apps.torch_baseline import require_torch
+        from nst_jax.apps.benchmark import peer as peer_tool
+        from nst_jax.apps.benchmark.torch_baseline import require_torch
 
         peer_tool.check_checkout(args.neural_style_pt)
         require_torch()

@@ -1,6 +1,6 @@
 """The web page's jobs, without the page: what ``nst-serve`` runs for each request.
 
-:mod:`nst_jax.apps.web` turns the page's controls into calls of this module and its
+:mod:`nst_jax.apps.web.page` turns the page's controls into calls of this module and its
 results into the page; everything here works without gradio (and is tested so):
 
 - :func:`upload` checks a file a request names: only a file the server received as an
@@ -10,7 +10,7 @@ results into the page; everything here works without gradio (and is tested so):
   the server's :class:`Limits`, with messages that name the controls;
 - :func:`stylize` runs one style transfer (coarse to fine where asked) and yields an
   :class:`Update` every few iterations, until it ends or ``stop`` is set; it ends with
-  the PNG the command line writes (:func:`nst_jax.apps.stylize.png_metadata`);
+  the PNG the command line writes (:func:`nst_jax.apps.common.outputs.png_metadata`);
 - :func:`sweep_grid` and :func:`sweep` run α/β values x seeds as one compiled grid
   (:class:`nst_jax.sweep.Sweeper`) and write what ``scripts/sweep.py`` writes (the
   points' PNGs and the contact sheet).
@@ -31,7 +31,7 @@ from typing import Any, Callable, Collection, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from nst_jax import coarse_to_fine, images, stylize as core
-from nst_jax.apps.stylize import final_status, save_result, scale_metadata
+from nst_jax.apps.common.outputs import final_status, save_result, scale_metadata
 from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError, example_path
 from nst_jax.errors import NSTError, one_line
 
@@ -458,7 +458,7 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
     writing what ``scripts/sweep.py`` writes into ``folder``; yield a :class:`SweepUpdate`
     after each call and a last one. ``stop`` ends it after the current call (the points
     so far are kept, with status ``interrupted``)."""
-    from nst_jax.apps.sweep import CONTACT_SHEET, Writer, point_name
+    from nst_jax.apps.common.sweeps import CONTACT_SHEET, Writer, point_name
     from nst_jax.sweep import Sweeper
 
     stop = stop or threading.Event()

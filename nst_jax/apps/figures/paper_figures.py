@@ -13,10 +13,11 @@ import json
 import sys
 from typing import Sequence
 
-from nst_jax.apps import paper, runner
-from nst_jax.apps.flags import ArgumentParser, ConfigFlags, figure_list, parse_and_run
-from nst_jax.apps.runner import ExitCode
-from nst_jax.apps.sweep import (add_run_flags, check_batch_size, load, make_sweeper, prepare_folder,
+from nst_jax.apps.figures import paper
+from nst_jax.apps.common import runner
+from nst_jax.apps.common.flags import ArgumentParser, ConfigFlags, figure_list, parse_and_run
+from nst_jax.apps.common.runner import ExitCode
+from nst_jax.apps.common.sweeps import (add_run_flags, check_batch_size, load, make_sweeper, prepare_folder,
                                 start, sweep_to_folder)
 from nst_jax.config import STATIC_FIELDS
 from nst_jax.files import atomic_write
