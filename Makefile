@@ -21,7 +21,7 @@ WEIGHTS := weights/vgg19.h5
 # The browser test drives this Chromium (Debian's package; apt-get installs it when missing).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run serve test check-run setup clean
+.PHONY: run serve test check-run docs setup clean
 
 run: $(VENV)/.installed-run $(WEIGHTS)
 	$(BIN)/python scripts/stylize.py $(ARGS)
@@ -38,6 +38,12 @@ test: $(VENV)/.installed-test $(WEIGHTS) $(CHROMIUM)
 check-run:
 	bash .ci/check-run
 
+# The documentation site (mkdocs.yml, docs/) into site/, in strict mode: a broken link, a
+# missing anchor or a page left out of the nav fails it (tests/test_docs.py builds it too).
+# NO_MKDOCS_2_WARNING: mkdocs-material's notice of its end of life (see docs/development.md).
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 setup: $(VENV)/.installed-test $(WEIGHTS) $(CHROMIUM)
 
 $(BIN)/python:
@@ -45,7 +51,8 @@ $(BIN)/python:
 
 # The library alone runs the example; the page needs gradio (the web extra); the tests also
 # need pytest and Playwright, PyTorch (the benchmark's baseline and the parity tests),
-# matplotlib (loss curves), tifffile (TIFF output) and gradio.
+# matplotlib (loss curves), tifffile (TIFF output), gradio and mkdocs-material (the site's
+# strict build, tests/test_docs.py); `make docs` needs only the docs extra.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e .
 	touch $@
@@ -54,9 +61,13 @@ $(VENV)/.installed-web: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[web]'
 	touch $@ $(VENV)/.installed-run
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[docs]'
+	touch $@ $(VENV)/.installed-run
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test,bench,plots,tiff,web]'
-	touch $@ $(VENV)/.installed-run $(VENV)/.installed-web
+	$(BIN)/python -m pip install -e '.[test,bench,plots,tiff,web,docs]'
+	touch $@ $(VENV)/.installed-run $(VENV)/.installed-web $(VENV)/.installed-docs
 
 # Debian's Chromium for the browser test (as root, or through sudo). Elsewhere install a
 # Chromium yourself and pass its path: make test CHROMIUM=/path/to/chromium.

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -126,7 +125,7 @@ def plan(config: Config) -> tuple[Scale, ...]:
     return tuple(scales)
 
 
-def load_inputs(scale: Scale, config: Config) -> stylize.Inputs:
+def inputs_at(scale: Scale, config: Config) -> stylize.Inputs:
     """:func:`nst_jax.stylize.load_inputs` at ``scale`` of ``config``, with errors met at a
     scale below the last (an image too thin) pointing at ``start_size``."""
     try:
@@ -148,10 +147,9 @@ def stylizations(config: Config, network: stylize.Network, *, first: int = 0,
     """Prepare the scales of ``config`` one after another, from scale ``first``.
 
     Yields ``(scale, job)``: a prepared :class:`~nst_jax.stylize.Stylization` of that
-    scale, for the caller to run (``job.step`` until ``job.done``, showing progress,
-    saving snapshots or checkpoints as it likes) before asking for the next one. The next
-    scale starts from ``job``'s best image as the caller left it, upsampled (so a caller
-    resuming a run may replace ``job.state`` by a restored one first). It stops after the
+    scale, for the run driver (:class:`nst_jax.driver.Run`, which steps it, calls the
+    hooks and restores a resumed state) before it asks for the next one. The next scale
+    starts from ``job``'s best image as the driver left it, upsampled. It stops after the
     last scale, or after a scale whose loss became non-finite.
 
     Args:
@@ -171,7 +169,7 @@ def stylizations(config: Config, network: stylize.Network, *, first: int = 0,
         raise NSTError(f"there is no scale {first + 1} of {len(scales)}")
     start = None
     for scale in scales[first:]:
-        scale_inputs = inputs if (scale.last and inputs is not None) else load_inputs(scale, config)
+        scale_inputs = inputs if (scale.last and inputs is not None) else inputs_at(scale, config)
         if start is not None:
             start = upsample(start, scale_inputs.content.shape[:2])
         try:
@@ -191,24 +189,3 @@ def stylizations(config: Config, network: stylize.Network, *, first: int = 0,
             return
         start = np.asarray(stylize.best_image(job.state))
         del job  # the caller may drop its reference: the next scale needs the memory
-
-
-class Progress(NamedTuple):
-    """What :func:`run` reports after each chunk of iterations."""
-
-    scale: Scale
-    job: stylize.Stylization
-
-
-def run(config: Config, network: stylize.Network, *, chunk: int = 10,
-        inputs: stylize.Inputs | None = None,
-        on_chunk: Callable[[Progress], object] = lambda progress: None) -> stylize.Stylization:
-    """Every scale of ``config``, ``chunk`` iterations per compiled call; returns the last
-    scale's :class:`~nst_jax.stylize.Stylization` (``job.saved()`` is the output and its
-    loss), or the scale where the loss became non-finite. ``on_chunk`` sees each chunk."""
-    job = None
-    for scale, job in stylizations(config, network, inputs=inputs):
-        while not job.done:
-            job.step(chunk)
-            on_chunk(Progress(scale, job))
-    return job

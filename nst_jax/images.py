@@ -1,4 +1,4 @@
-"""Image files in and out: decode, validate, resize, colour conversion, atomic save.
+"""Images in memory and from files: decode, validate, colour conversion, resize, quantise.
 
 Everything here works on NumPy arrays and Pillow images; nothing is traced by JAX.
 An image in memory is always RGB ``float32`` in ``[0, 1]`` with shape ``(H, W, 3)``,
@@ -6,6 +6,14 @@ in sRGB: an input with an embedded ICC profile is converted to sRGB as it is rea
 (:func:`load_image`), and every output embeds an sRGB profile (:func:`save_image`:
 8- or 16-bit PNG or TIFF). Every problem with a user's file raises :class:`NSTError`
 with a one-line message that names the file.
+
+Writing lives in :mod:`nst_jax.image_writers` (the file formats, the ICC profile, the
+metadata, the atomic write, our 16-bit PNG encoder); :func:`save_image` and
+:func:`save_png` here quantise a float image and hand it over. For the many callers that
+name them here, :func:`~nst_jax.image_writers.check_output_path`,
+:data:`~nst_jax.image_writers.OUTPUT_FORMATS` and
+:func:`~nst_jax.image_writers.srgb_icc` are re-exported (``images.check_output_path``);
+the writer imports nothing of this module.
 """
 from __future__ import annotations
 
@@ -22,13 +30,15 @@ import sys
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from nst_jax.errors import NSTError, one_line
-from nst_jax.files import atomic_write, check_writable_folder, name_too_long, shorten_path
+from nst_jax.files import name_too_long, shorten_path
+# Writing is nst_jax.image_writers'; these names are re-exported for callers of this module.
+from nst_jax.image_writers import (  # noqa: F401
+    OUTPUT_FORMATS, check_output_path, output_name, srgb_icc, write_pixels)
 
 # The smallest long side we accept: VGG's five 2x2 poolings need 2**4 = 16 px
 # for conv5_x to have at least one pixel.
@@ -67,19 +77,8 @@ _MODES_FOR_PROFILE = {"RGB": frozenset({"RGB", "RGBA", "RGBX", "RGBa", "P", "PA"
                       "CMYK": frozenset({"CMYK"})}
 # Pixels per slice when converting 16-bit or float RGB, to bound the temporary arrays.
 _DEEP_SLICE = 1 << 20
-# A fixed creation date (that of IEC 61966-2-1, which defines sRGB) for the sRGB profile
-# we embed: LittleCMS stamps the current time, which would make identical runs differ.
-_SRGB_PROFILE_DATE = (1999, 10, 18, 0, 0, 0)
-
-# Output files: suffix -> format, and the sample depths they can be written in.
-OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+# The sample depths an image can be quantised to, and written in (8- or 16-bit files).
 BIT_DEPTHS = (8, 16)
-# The first tifffile whose TiffWriter.write takes iccprofile (pyproject's 'tiff' extra).
-_TIFFFILE_MIN = (2024, 5, 22)
-# zlib level of our 16-bit PNG writer: Pillow's default for its 8-bit PNGs.
-_PNG_COMPRESSION = 6
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
 
 
 # ----------------------------------------------------------------------------- reading
@@ -241,16 +240,6 @@ def _to_rgb8(img: Image.Image, path: pathlib.Path) -> Image.Image:
 
 
 # ------------------------------------------------------------------------ colour profiles
-
-
-@functools.cache
-def srgb_icc() -> bytes:
-    """The sRGB ICC profile that every output embeds: LittleCMS's built-in sRGB (ICC v4,
-    matrix/TRC, IEC 61966-2-1 primaries and tone curve), with a fixed creation date so
-    that identical runs write identical files."""
-    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    data[24:36] = struct.pack(">6H", *_SRGB_PROFILE_DATE)  # the header's dateTimeNumber
-    return bytes(data)
 
 
 @functools.cache
@@ -591,89 +580,15 @@ def side_by_side(images: Sequence[np.ndarray], height: int, *, gap: int = GAP) -
 # ----------------------------------------------------------------------------- writing
 
 
-def check_output_path(path: PathLike) -> pathlib.Path:
-    """Check, before any long work, that an image can be written at ``path``; return it as a Path.
-
-    Raises:
-      NSTError: the name does not end in .png, .tif or .tiff (or TIFF is asked for
-        and the tifffile package is missing), it is a directory, or its parent
-        directory is missing, is a file, or refuses a new file (tried, not asked:
-        ``os.access`` says yes to root everywhere).
-    """
-    path = _output_name(path)
-    if OUTPUT_FORMATS[path.suffix.lower()] == "TIFF":
-        _tifffile(path)
-    check_writable_folder(path.parent, path)
-    return path
-
-
-def _output_name(path: PathLike, suffixes: Sequence[str] = tuple(OUTPUT_FORMATS)) -> pathlib.Path:
-    """``path`` as a Path, if it is not a directory and ends in one of ``suffixes``."""
-    path = pathlib.Path(path).expanduser()
-    allowed = suffixes[0] if len(suffixes) == 1 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
-    problem = name_too_long(path)  # else is_dir() raises ENAMETOOLONG
-    if problem is not None:
-        raise NSTError(f"cannot write {shorten_path(path)}: {problem}; shorten it")
-    if path.is_dir():
-        raise NSTError(f"output path {path} is a directory; give a file name ending in {allowed}")
-    if path.suffix.lower() not in suffixes:
-        got = repr(path.suffix) if path.suffix else "no suffix"
-        example = f"; e.g. {path.with_suffix('.png')}" if path.name else ""
-        raise NSTError(f"output file {path} must end in {allowed} (got {got}){example}")
-    return path
-
-
-def _tifffile(path: pathlib.Path):
-    """The tifffile module (TIFF output only: Pillow cannot write 16-bit RGB TIFF)."""
-    install = "pip install 'nst_jax[tiff]'"
-    try:
-        import tifffile
-    except ImportError:
-        raise NSTError(f"cannot write {path}: TIFF output needs the tifffile package "
-                       f"({install}), or write a .png") from None
-    version = tuple(int(part) for part in re.findall(r"\d+", tifffile.__version__)[:3])
-    if version < _TIFFFILE_MIN:
-        raise NSTError(f"cannot write {path}: tifffile {tifffile.__version__} is too old to embed "
-                       f"an ICC profile; upgrade it ({install} --upgrade)")
-    return tifffile
-
-
-def _text_chunks(metadata: Mapping[str, str] | None) -> list[tuple[str, str]]:
-    """``metadata`` as checked (key, value) pairs; a bad one is a caller's bug (TypeError, ValueError)."""
-    items = []
-    for key, value in (metadata or {}).items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"PNG metadata keys and values must be str, got {key!r}: {value!r}")
-        # The PNG spec: a keyword is 1-79 Latin-1 characters.
-        if not 1 <= len(key) <= 79 or not key.isprintable() or any(ord(ch) > 255 for ch in key):
-            raise ValueError(f"PNG metadata key {key!r} must be 1-79 printable Latin-1 characters")
-        items.append((key, value))
-    return items
-
-
-def _png_info(metadata: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
-    """PNG text chunks for ``metadata``; Latin-1 values go in tEXt, others in UTF-8 iTXt."""
-    info = PngImagePlugin.PngInfo()
-    for key, value in _text_chunks(metadata):
-        info.add_text(key, value)
-    return info
-
-
 def save_image(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None = None, *,
                bits: int = 8) -> pathlib.Path:
     """Write ``rgb`` as an 8- or 16-bit RGB PNG or TIFF with an sRGB ICC profile,
-    atomically; return the path written.
+    atomically; return the path written. It is :func:`quantize` to ``bits``, then
+    :func:`nst_jax.image_writers.write_pixels`, which says which writer takes which
+    format (the suffix's) and how an old file survives any failure.
 
-    The format follows the suffix (.png, .tif, .tiff). The pixels go to a hidden
-    temporary file in the destination directory, are fsynced, then renamed over
-    ``path``: a reader never sees half a file, and an existing file survives any
-    failure. On any exception (KeyboardInterrupt too) the temporary file is removed
-    and the exception re-raised (OSError as NSTError).
-
-    Which writer: 8-bit PNG, Pillow; 16-bit PNG, :func:`write_png16` (Pillow cannot
-    write 48-bit PNG); TIFF, tifffile (Adobe Deflate with a predictor, which Pillow,
-    libtiff, Photoshop and GIMP read). :func:`load_image` reads all of them back at
-    full depth: ``load_image(save_image(p, x, bits=b)) == quantize(x, b) / (2**b - 1)``.
+    :func:`load_image` reads every such file back at full depth:
+    ``load_image(save_image(p, x, bits=b)) == quantize(x, b) / (2**b - 1)``.
 
     Args:
       path: destination, ending in .png, .tif or .tiff.
@@ -682,103 +597,15 @@ def save_image(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | No
         a JSON object in its ImageDescription (read back by :func:`read_metadata`).
       bits: 8 or 16 bits per sample.
     """
-    path = _output_name(path)  # the folder was checked before the run (check_output_path)
-    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    path = output_name(path)  # the folder was checked before the run (check_output_path)
     pixels = quantize(rgb, bits)  # NaN is refused before any file is made
-    text = _text_chunks(metadata)
-    tifffile = _tifffile(path) if fmt == "TIFF" else None
-    try:
-        with atomic_write(path) as tmp, open(tmp, "wb") as f:
-            if tifffile is not None:
-                tifffile.imwrite(f, pixels, photometric="rgb", compression="zlib", predictor=True,
-                                 iccprofile=srgb_icc(), metadata=None, software=False,
-                                 description=json.dumps(dict(text)) if text else None)
-            elif bits == 16:
-                write_png16(f, pixels, text, icc=srgb_icc())
-            else:
-                Image.fromarray(pixels).save(f, format="PNG", pnginfo=_png_info(metadata),
-                                             icc_profile=srgb_icc())
-    except OSError as e:
-        raise NSTError(f"cannot write {path}: {e.strerror or one_line(e)}") from e
-    return path
+    return write_pixels(path, pixels, metadata)
 
 
 def save_png(path: PathLike, rgb: np.ndarray, metadata: Mapping[str, str] | None = None, *,
              bits: int = 8) -> pathlib.Path:
     """:func:`save_image` for a path that must end in .png."""
-    return save_image(_output_name(path, (".png",)), rgb, metadata, bits=bits)
-
-
-# ------------------------------------------------------------------------- 16-bit PNG
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    """One PNG chunk: length, type, data, CRC-32 of type and data (PNG spec, section 5.3)."""
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png_text_chunk(key: str, value: str) -> bytes:
-    """tEXt when ``value`` is Latin-1, else uncompressed iTXt in UTF-8 (as Pillow writes)."""
-    try:
-        return _png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
-    except UnicodeEncodeError:
-        # keyword, NUL, compression flag 0, method 0, empty language tag and translated
-        # keyword (each NUL-terminated), then the text.
-        return _png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
-
-
-def _paeth_rows(rows: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
-    """PNG filter type 4 (Paeth) of byte rows ``rows`` (R, N), ``above`` (R, N) being the
-    row before each; ``bpp`` bytes per pixel. Returns the filtered bytes, uint8 (R, N)."""
-    def left(x):
-        return np.pad(x, ((0, 0), (bpp, 0)))[:, :-bpp]
-
-    a, b, c = (x.astype(np.int16) for x in (left(rows), above, left(above)))
-    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-    predictor = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-    return (rows.astype(np.int16) - predictor).astype(np.uint8)  # modulo 256
-
-
-def write_png16(f: BinaryIO, pixels: np.ndarray, text: Sequence[tuple[str, str]] = (), *,
-                icc: bytes | None = None) -> None:
-    """Write a 48-bit RGB PNG (colour type 2, bit depth 16) to the binary file ``f``.
-
-    Pillow has no 16-bit RGB mode, so it cannot write this. The chunks, in the order
-    the PNG spec asks: IHDR; iCCP with ``icc`` (zlib-compressed, named "sRGB" when it is
-    :func:`srgb_icc`); tEXt/iTXt for ``text`` (key, value) pairs; IDAT, every row Paeth-
-    filtered (vectorised: encoding needs no sequential loop) and deflated in slices;
-    IEND. Any PNG reader reads it (Pillow as 8-bit; :func:`load_image` at 16 bits).
-
-    Args:
-      f: a file opened for binary writing.
-      pixels: uint16 (H, W, 3).
-      text: checked metadata pairs (see :func:`save_image`).
-      icc: an ICC profile to embed, or None.
-    """
-    pixels = np.asarray(pixels)
-    if pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape:
-        raise ValueError(f"pixels must be uint16 (H, W, 3), got {pixels.dtype} {pixels.shape}")
-    height, width = pixels.shape[:2]
-    f.write(_PNG_SIGNATURE)
-    f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)))
-    if icc is not None:
-        name = b"sRGB" if icc == srgb_icc() else b"ICC profile"
-        f.write(_png_chunk(b"iCCP", name + b"\0\0" + zlib.compress(icc)))
-    f.writelines(_png_text_chunk(key, value) for key, value in text)
-    rows = pixels.astype(">u2").reshape(height, width * 3).view(np.uint8)  # big-endian bytes
-    step = max(1, (4 << 20) // rows.shape[1])  # about 4 MiB of rows per slice
-    deflate = zlib.compressobj(_PNG_COMPRESSION)
-    above = np.zeros((1, rows.shape[1]), np.uint8)
-    for start in range(0, height, step):
-        block = rows[start:start + step]
-        filtered = _paeth_rows(block, np.concatenate([above, block[:-1]]), bpp=6)
-        lines = np.concatenate([np.full((len(block), 1), 4, np.uint8), filtered], axis=1)
-        data = deflate.compress(lines.tobytes())
-        if data:
-            f.write(_png_chunk(b"IDAT", data))
-        above = block[-1:]
-    f.write(_png_chunk(b"IDAT", deflate.flush()))
-    f.write(_png_chunk(b"IEND", b""))
+    return save_image(output_name(path, (".png",)), rgb, metadata, bits=bits)
 
 
 # ----------------------------------------------------------------------------- metadata

@@ -9,35 +9,32 @@ controls of Gatys et al. 2017 are here too: several styles blended
 :func:`nst_jax.losses.guided_style_loss`) and colour preservation
 (:mod:`nst_jax.colors`). The settings are a
 :class:`nst_jax.config.Config`; :func:`load_inputs` and :func:`load_network`
-read the files it names.
+(defined in :mod:`nst_jax.inputs`, re-exported here) read the files it names.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import pathlib
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import colors, images, optimize, tiling, weights
+from nst_jax import colors, images, optimize, tiling
+from nst_jax import memory as memory_model  # 'memory' here names a run's Choice
 from nst_jax.config import (  # noqa: F401
     CONTENT_LAYERS, DEFAULT_LBFGS_MEMORY, INITS, STYLE_LAYERS, Config, ConfigError)
 from nst_jax.errors import NSTError
+# Reading the files a Config names lives in nst_jax.inputs; these names stay here, the API
+# most callers use (stylize.load_inputs, stylize.load_network, stylize.network).
+from nst_jax.inputs import (  # noqa: F401
+    Inputs, Network, as_style_list, load_inputs, load_network, network, style_sides)
 from nst_jax.losses import Loss, LossTerms, LossWeights, Targets, guided_gram_matrix, total_loss
-from nst_jax.vgg import (CAFFE, VGG, VGG19, Preprocessing, layer_names, normalize_params, preprocess,
-                         ready_kernels)
+from nst_jax.vgg import CAFFE, VGG, VGG19, Preprocessing, layer_names, preprocess, ready_kernels
 
 # The box the pixels live in: RGB in [0, 1].
 PIXEL_BOUNDS = (0.0, 1.0)
-
-
-def network(config: Config) -> VGG:
-    """The VGG19 module ``config`` asks for (pooling, remat, precision)."""
-    dtype = None if config.precision == "float32" else config.precision
-    return VGG19(pooling=config.pooling, remat=config.remat, dtype=dtype)
 
 
 def optimizer_settings(config: Config) -> optimize.Settings:
@@ -88,11 +85,6 @@ def make_features_fn(params, layers: Sequence[str], module: VGG | None = None,
         return module.apply(params, preprocess(rgb, preprocessing), layers)
 
     return features
-
-
-def as_style_list(style: np.ndarray | Sequence[np.ndarray]) -> list:
-    """One ``(H, W, 3)`` style image, or a sequence of them, as a list of images."""
-    return [style] if getattr(style, "ndim", None) == 3 else list(style)
 
 
 def propagate_masks(masks: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
@@ -370,138 +362,6 @@ def initial_pixels(init: str | np.ndarray, content: np.ndarray, style: np.ndarra
     return jnp.asarray(init)
 
 
-class Inputs(NamedTuple):
-    """The images of a run, float32 in [0, 1]: ``content (H, W, 3)`` (the output's
-    size), ``styles`` (one ``(H_k, W_k, 3)`` per style image), ``init`` (an image
-    file's pixels, or None), ``content_masks`` (``(R, H, W)``, or None) and
-    ``style_masks`` (one ``(H_k, W_k)`` per style, or None)."""
-
-    content: np.ndarray
-    styles: tuple[np.ndarray, ...]
-    init: np.ndarray | None
-    content_masks: np.ndarray | None = None
-    style_masks: tuple[np.ndarray, ...] | None = None
-
-
-def _load_sized(path: str, long_side: int, what: str, field: str, shown: str | None = None
-                ) -> np.ndarray:
-    rgb = images.load_image(path, max_side=long_side)
-    if min(rgb.shape[:2]) < images.MIN_SIDE:
-        raise ConfigError(field, f"{shown or long_side} makes the {what} image {path} {rgb.shape[1]}x"
-                                 f"{rgb.shape[0]} px; both sides must be at least "
-                                 f"{images.MIN_SIDE} px (VGG19 pools 4 times before conv5_1): "
-                                 f"raise it")
-    return rgb
-
-
-def style_sides(config: Config) -> tuple[tuple[int, str, str], ...]:
-    """``(long side in px, the field that set it, its value as text)`` of each style
-    image: ``style_size``, or ``style_scale`` x the output's ``size`` (one scale for all
-    or one per style), or ``size``. Raises :class:`ConfigError` for a side outside
-    16-4096 px."""
-    out = []
-    for k in range(len(config.style)):
-        if config.style_scale is not None:
-            scale = config.style_scale[k if len(config.style_scale) > 1 else 0]
-            side = max(1, round(scale * config.size))
-            if not images.MIN_SIDE <= side <= images.MAX_SIDE:
-                raise ConfigError("style_scale", f"{scale:g} gives style image {k + 1} a long "
-                                                 f"side of {side} px; it must be "
-                                                 f"{images.MIN_SIDE}-{images.MAX_SIDE} px")
-            out.append((side, "style_scale", f"{scale:g} (a {side} px long side)"))
-        elif config.style_size is not None:
-            out.append((config.style_size, "style_size", str(config.style_size)))
-        else:
-            out.append((config.size, "size", str(config.size)))
-    return tuple(out)
-
-
-def load_inputs(config: Config) -> Inputs:
-    """Read the images and masks ``config`` names, resized by ``size``, ``style_size`` /
-    ``style_scale`` (masks to their image's size).
-
-    Raises:
-      NSTError: a file is missing or unreadable (see :func:`nst_jax.images.load_image`),
-        or a mask is black everywhere; ConfigError: an image too thin at this size, a
-        mask whose aspect ratio is not its image's (:func:`_load_mask`), or an ``init``
-        that is neither ``noise``, ``content``, ``style`` nor an existing file.
-    """
-    content = _load_sized(config.content, config.size, "content", "size")
-    styles = tuple(_load_sized(path, side, "style", field, shown)
-                   for path, (side, field, shown) in zip(config.style, style_sides(config)))
-    init = None
-    if config.init_is_file:
-        if not pathlib.Path(config.init).exists():
-            raise ConfigError("init", f"must be {', '.join(INITS)} or an existing image file, "
-                                      f"got {config.init!r}")
-        init = images.load_image(config.init)
-    content_masks = style_masks = None
-    if config.content_masks is not None:
-        content_masks = np.stack([_load_mask(path, content, "content_masks",
-                                             f"the content image {config.content}")
-                                  for path in config.content_masks])
-    if config.style_masks is not None:
-        style_masks = tuple(_load_mask(path, style, "style_masks",
-                                       f"style image {k + 1} ({config.style[k]})")
-                            for k, (path, style) in enumerate(zip(config.style_masks, styles)))
-    return Inputs(content, styles, init, content_masks, style_masks)
-
-
-# A region mask's aspect ratio may differ from its image's by this fraction, plus a pixel of
-# the image's short side (the rounding of the resized image's sides).
-MASK_ASPECT_TOLERANCE = 0.02
-
-
-def _load_mask(path: str, image: np.ndarray, field: str, shown: str) -> np.ndarray:
-    """:func:`nst_jax.images.load_mask` at ``image``'s size ``(H, W, 3)``; a mask of
-    another shape (aspect ratio) is a :class:`ConfigError` of ``field`` naming the mask,
-    ``shown`` (its image) and both sizes: stretched to the image, it would put its region
-    elsewhere than drawn. (The mask is read twice; masks are small.)"""
-    height, width = image.shape[:2]
-    mask = images.load_mask(path, (height, width))  # a bad or black mask says so first
-    h, w = images.load_image(path).shape[:2]
-    tolerance = MASK_ASPECT_TOLERANCE + 1.0 / min(height, width)
-    if abs((w / h) / (width / height) - 1.0) > tolerance:
-        raise ConfigError(field, f"{path} is {w}x{h} px but {shown} is resized to "
-                                 f"{width}x{height} px: a mask of another shape would be "
-                                 f"stretched, moving its region from where it was drawn; give "
-                                 f"a mask of the image's shape (aspect ratio)")
-    return mask
-
-
-class Network(NamedTuple):
-    """The VGG module, its params (normalised if asked), the weights' preprocessing,
-    and ``info``: the weights file's provenance (for the output's metadata)."""
-
-    module: VGG
-    params: dict
-    preprocessing: Preprocessing
-    info: dict
-
-
-def load_network(config: Config, content: np.ndarray, style: np.ndarray, *,
-                 log: Callable[[str], object] = lambda message: None) -> Network:
-    """The network of ``config``: its weights file (the default one is converted on
-    first use, see :func:`nst_jax.weight_sources.download.ensure_weights`), normalised on
-    ``content`` and ``style`` (the first style image, when there are several) when
-    ``config.normalize_network`` (paper §2)."""
-    if config.weights is None:
-        from nst_jax.weight_sources.download import ensure_weights  # downloads only when absent
-
-        path = ensure_weights(log=log)
-    else:
-        path = pathlib.Path(config.weights)
-    params, preprocessing = weights.load_params(path)
-    module = network(config)
-    if config.normalize_network:
-        style = as_style_list(style)[0]
-        batch = jnp.stack([preprocess(jnp.asarray(content), preprocessing),
-                           preprocess(jnp.asarray(images.resize_to(style, content.shape[:2])),
-                                      preprocessing)])
-        params = jax.tree_util.tree_map(np.asarray, normalize_params(module, params, batch))
-    return Network(module, params, preprocessing, {"path": str(path), **weights.describe(path)})
-
-
 @dataclasses.dataclass
 class Stylization:
     """A prepared run: call :meth:`step` repeatedly (each call is one compiled function).
@@ -509,7 +369,7 @@ class Stylization:
     Built by :func:`prepare`. ``state`` is the :class:`nst_jax.optimize.OptimizeState`;
     ``content`` the content image in its own colours (for ``preserve_colors``);
     ``tiles`` the tiling of the loss (:func:`nst_jax.tiling.plan`) or None (untiled), and
-    ``memory`` the tile size and L-BFGS history settled on (:func:`nst_jax.tiling.choose`).
+    ``memory`` the tile size and L-BFGS history settled on (:func:`nst_jax.memory.choose`).
     """
 
     config: Config
@@ -520,7 +380,7 @@ class Stylization:
     _run: Callable
     _terms: Callable
     tiles: tiling.Plan | None = None
-    memory: tiling.Choice | None = None
+    memory: memory_model.Choice | None = None
 
     def step(self, num_iterations: int) -> optimize.OptimizeState:
         """Run up to ``num_iterations`` more iterations (fewer at the end or on a non-finite loss).
@@ -529,6 +389,11 @@ class Stylization:
         a copy (``jax.device_get``) of one you still need."""
         self.state = self._run(self.state, np.asarray(num_iterations, np.int32), self.weights)
         return self.state
+
+    @property
+    def iteration(self) -> int:
+        """Iterations done."""
+        return int(self.state.iteration)
 
     @property
     def done(self) -> bool:
@@ -605,7 +470,7 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     seen_content, styles = colors.prepare(config.preserve_colors, content, styles)
     seen_content = np.asarray(seen_content, np.float32)
     styles = [np.asarray(s, np.float32) for s in styles]
-    memory = tiling.choose(config.tile_size, seen_content.shape[:2], config.lbfgs_memory)
+    memory = memory_model.choose(config.tile_size, seen_content.shape[:2], config.lbfgs_memory)
     settings = settings._replace(memory_size=memory.lbfgs_memory)
     loss_fn = build_loss_fn(params, seen_content, styles, config.content_layers, config.style_layers,
                             module, preprocessing, style_masks=style_masks,

@@ -34,10 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from nst_jax import colors, optimize, tiling
+from nst_jax import colors, optimize
+from nst_jax import memory as memory_model  # 'memory' here is bytes per device
 from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
+from nst_jax.driver import advance
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
+from nst_jax.stop import Stop, ctrl_c_sets
 from nst_jax.stylize import (advance_state, as_style_list, build_loss_fn, loss_weights, network,
                              optimizer_settings, saved_pixels, start_state, white_noise)
 from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing, layer_names
@@ -47,7 +50,7 @@ INIT_CODES = {name: code for code, name in enumerate(INITS)}  # noise 0, content
 # SWEEPABLE (the Config fields, and the 'ratio' shorthand, a sweep may vary) and
 # STATIC_FIELDS (those that fix the compiled program) come from nst_jax.config.
 __all__ = ["GRID_AXIS", "INIT_CODES", "SWEEPABLE", "STATIC_FIELDS", "Grid", "Point", "Sweeper",
-           "PointResult", "Progress", "run_grid", "chunks", "fitting_batch_size",
+           "PointResult", "SweepProgress", "run_grid", "chunks", "fitting_batch_size",
            "initialize_distributed", "to_host"]
 
 
@@ -358,48 +361,44 @@ class Sweeper:
     def run(self, grid: Grid, *, batch_size: int | None = None, fixed_batch: bool = False,
             steps_per_call: int = 10,
             on_chunk: Callable[[list[PointResult]], None] | None = None,
-            on_progress: Callable[[Progress], None] | None = None,
-            memory: float | None = None) -> list[PointResult]:
+            on_progress: Callable[[SweepProgress], None] | None = None,
+            memory: float | None = None, stop: Stop | None = None) -> list[PointResult]:
         """Run every point of ``grid``, ``batch_size`` points per compiled call (default:
         :meth:`fitting_batch_size`, of ``memory`` bytes per device).
 
-        Each chunk advances ``steps_per_call`` iterations per call so
-        ``on_progress`` can report; ``on_chunk`` gets each chunk's results as soon
-        as it finishes. On ``KeyboardInterrupt`` the current chunk's points are
-        handed to ``on_chunk`` with status ``'interrupted'`` (their best pixels
-        so far), then the interrupt propagates. ``fixed_batch``: pad every chunk
-        to ``batch_size`` points even when the grid is smaller, so grids of any
-        size reuse one compiled program. Returns the results in grid order.
+        Each chunk of points is advanced ``steps_per_call`` iterations per call
+        (:func:`nst_jax.driver.advance`) so ``on_progress`` can report; ``on_chunk`` gets
+        each chunk's results as soon as it finishes. When ``stop`` is set (a
+        :class:`nst_jax.stop.Stop`; by default Ctrl-C sets one, where Python handles
+        SIGINT), the current chunk's points are handed to ``on_chunk`` with status
+        ``'interrupted'`` (their best pixels so far) and the run ends there, with the
+        results so far. ``fixed_batch``: pad every chunk to ``batch_size`` points even when
+        the grid is smaller, so grids of any size reuse one compiled program. Returns the
+        results in grid order.
         """
         self.check(grid)
         started = time.monotonic()
         batch_size = batch_size or self.fitting_batch_size(grid, memory)
         plan = chunks(len(grid), batch_size, self.num_devices, fixed=fixed_batch)
         results: list[PointResult] = []
-        for number, indices in enumerate(plan):
-            points = self.place(grid.points(indices, self.content_layers, self.style_layers))
-            state = self.start(points)
-            status = None
-            try:
-                while True:
-                    state = self.advance(state, steps_per_call, points)
-                    iteration, stopped = to_host((state.iteration, state.nonfinite | state.converged))
-                    finished = stopped | (iteration >= grid.iterations)
+        stop = stop if stop is not None else Stop()
+        with ctrl_c_sets(stop):
+            for number, indices in enumerate(plan):
+                points = self.place(grid.points(indices, self.content_layers, self.style_layers))
+                batch = _Batch(self, points, grid.iterations)
+                for _ in advance(batch, chunk=steps_per_call, stop=stop):
                     if on_progress:
-                        done_here = len({i for i, f in zip(indices, finished) if f})
-                        on_progress(Progress(number, len(plan), int(iteration.max()), grid.iterations,
-                                             len(results) + done_here, len(grid),
-                                             time.monotonic() - started))
-                    if np.all(finished):
-                        break
-            except KeyboardInterrupt:
-                status = "interrupted"
-            chunk = _results(self, grid, indices, points, state, status)
-            results.extend(chunk)
-            if on_chunk:
-                on_chunk(chunk)
-            if status == "interrupted":
-                raise KeyboardInterrupt
+                        done_here = len({i for i, f in zip(indices, batch.finished) if f})
+                        on_progress(SweepProgress(number, len(plan), batch.iteration,
+                                                  grid.iterations, len(results) + done_here,
+                                                  len(grid), time.monotonic() - started))
+                status = None if batch.done else "interrupted"
+                chunk = _results(self, grid, indices, points, batch.state, status)
+                results.extend(chunk)
+                if on_chunk:
+                    on_chunk(chunk)
+                if status == "interrupted":
+                    break
         return results
 
     def fitting_batch_size(self, grid: Grid, memory: float | None = None) -> int:
@@ -473,7 +472,7 @@ def _jsonable(value):
 
 
 @dataclasses.dataclass(frozen=True)
-class Progress:
+class SweepProgress:
     """Passed to ``on_progress`` after every compiled call."""
 
     chunk: int
@@ -506,11 +505,11 @@ def fitting_batch_size(grid: Grid, shape: tuple[int, int], module: VGG | None = 
     grid if it fits in memory, else chunks as even as the fit allows (a multiple of the
     mesh's devices).
 
-    The memory model is ``--tile-size auto``'s (:mod:`nst_jax.tiling`): the process's
-    :data:`~nst_jax.tiling.BASE_BYTES` once per device and :func:`~nst_jax.tiling.point_bytes`
+    The memory model is ``--tile-size auto``'s (:mod:`nst_jax.memory`): the process's
+    :data:`~nst_jax.memory.BASE_BYTES` once per device and :func:`~nst_jax.memory.point_bytes`
     per point (its image-sized arrays, L-BFGS history and Gram matrices), planned within
-    :data:`~nst_jax.tiling.AUTO_SHARE` of ``memory``: bytes per device, default
-    :func:`~nst_jax.tiling.machine_memory` (CPU devices share the machine's).
+    :data:`~nst_jax.memory.AUTO_SHARE` of ``memory``: bytes per device, default
+    :func:`~nst_jax.memory.machine_memory` (CPU devices share the machine's).
 
     Raises:
       NSTError: one point per device needs more than the whole ``memory``.
@@ -518,24 +517,24 @@ def fitting_batch_size(grid: Grid, shape: tuple[int, int], module: VGG | None = 
     module = module or network(grid.configs[0])
     mesh = mesh or default_mesh()
     devices = mesh.size
-    memory = tiling.machine_memory() if memory is None else float(memory)
+    memory = memory_model.machine_memory() if memory is None else float(memory)
     # On a CPU all local devices share the machine's memory.
     sharing = jax.local_device_count() if mesh.devices.flat[0].platform == "cpu" else 1
     channels = dict(zip(layer_names(module.blocks), (c for b in module.blocks for c in b)))
     regions = len(grid.configs[0].content_masks or [None])
-    each = tiling.point_bytes(shape, grid.settings.memory_size,
-                              [channels[l] for l in grid.style_layers] * regions)
-    need = tiling.BASE_BYTES + each * sharing  # one point per device
+    each = memory_model.point_bytes(shape, grid.settings.memory_size,
+                                    [channels[l] for l in grid.style_layers] * regions)
+    need = memory_model.BASE_BYTES + each * sharing  # one point per device
     # Points per device within the planned share; else 0 (one fits the memory) or -1.
-    per_device = max(int((tiling.AUTO_SHARE * memory - tiling.BASE_BYTES) // (each * sharing)),
-                     0 if need <= memory else -1)
+    per_device = max(int((memory_model.AUTO_SHARE * memory - memory_model.BASE_BYTES)
+                         // (each * sharing)), 0 if need <= memory else -1)
     if jax.process_count() > 1:  # every process runs the same chunks: the tightest one's
         from jax.experimental import multihost_utils
 
         per_device = int(np.min(multihost_utils.process_allgather(np.int64(per_device))))
     if per_device < 0:
         raise NSTError(f"one point of this sweep at {shape[1]}x{shape[0]} px needs about "
-                       f"{need / 1e9:.1f} GB (with the process's {tiling.BASE_BYTES / 1e9:.1f} "
+                       f"{need / 1e9:.1f} GB (with the process's {memory_model.BASE_BYTES / 1e9:.1f} "
                        f"GB), more than the {memory / 1e9:.1f} GB of memory here: use a "
                        "smaller --size")
     per_device = max(per_device, 1)  # beyond the planned share, within the memory: as a run
@@ -549,10 +548,10 @@ def run_grid(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], para
              module: VGG | None = None, preprocessing: Preprocessing = CAFFE,
              batch_size: int | None = None, mesh: Mesh | None = None, steps_per_call: int = 10,
              on_chunk: Callable[[list[PointResult]], None] | None = None,
-             on_progress: Callable[[Progress], None] | None = None,
+             on_progress: Callable[[SweepProgress], None] | None = None,
              content_masks: np.ndarray | None = None,
              style_masks: Sequence[np.ndarray | None] | None = None,
-             memory: float | None = None) -> list[PointResult]:
+             memory: float | None = None, stop: Stop | None = None) -> list[PointResult]:
     """Compile ``grid``'s program and run it (:meth:`Sweeper.run`); see :class:`Sweeper`.
     Without ``batch_size``, as many points per call as fit in ``memory`` (bytes per device;
     :func:`fitting_batch_size`)."""
@@ -560,7 +559,31 @@ def run_grid(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], para
                                 preprocessing=preprocessing, mesh=mesh,
                                 content_masks=content_masks, style_masks=style_masks)
     return sweeper.run(grid, batch_size=batch_size, steps_per_call=steps_per_call,
-                       on_chunk=on_chunk, on_progress=on_progress, memory=memory)
+                       on_chunk=on_chunk, on_progress=on_progress, memory=memory, stop=stop)
+
+
+class _Batch:
+    """A chunk of points as :func:`nst_jax.driver.advance` steps it: ``state`` (batched),
+    ``finished`` per point, ``iteration`` of the furthest point."""
+
+    def __init__(self, sweeper: Sweeper, points: Point, iterations: int):
+        self.sweeper, self.points, self.iterations = sweeper, points, iterations
+        self.state = sweeper.start(points)
+        self._read()
+
+    def _read(self) -> None:
+        iteration, stopped = to_host((self.state.iteration,
+                                      self.state.nonfinite | self.state.converged))
+        self.finished = stopped | (iteration >= self.iterations)
+        self.iteration = int(iteration.max())
+
+    @property
+    def done(self) -> bool:
+        return bool(np.all(self.finished))
+
+    def step(self, num_iterations: int) -> None:
+        self.state = self.sweeper.advance(self.state, num_iterations, self.points)
+        self._read()
 
 
 def _results(sweeper: Sweeper, grid: Grid, indices: list[int], points: Point,

@@ -41,11 +41,11 @@ every pass over the mesh's devices (``shard_map``; device ``d`` of ``D`` takes
 tiles ``d, d + D, ...``) and adds the Gram matrices, squared errors, stage
 outputs and gradients with a ``psum``: one image over many devices and processes,
 with the result of one device up to the order of the sums.
+
+Which tile fits in memory (``--tile-size auto``) is :mod:`nst_jax.memory`'s question.
 """
 from __future__ import annotations
 
-import os
-import pathlib
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -119,7 +119,7 @@ def stages(blocks: Sequence[Sequence[int]], layers: Sequence[str],
     return tuple(out)
 
 
-class Grid(NamedTuple):
+class TileGrid(NamedTuple):
     """How one stage's input of ``size`` (h, w) positions is cut: ``count`` tiles of side
     ``tile`` each way, each with ``halo`` positions around it (0 along a side one tile
     covers)."""
@@ -143,7 +143,7 @@ class Grid(NamedTuple):
         return tuple(t + 2 * h for t, h in zip(self.tile, self.halo))
 
 
-def grid(stage: Stage, size: tuple[int, int], tile: int) -> Grid:
+def grid(stage: Stage, size: tuple[int, int], tile: int) -> TileGrid:
     """``tile`` (stage input positions) rounded up to the stage's alignment; one tile,
     without halo, along a side it covers."""
     tile = -(-max(tile, 1) // stage.align) * stage.align
@@ -157,7 +157,7 @@ def grid(stage: Stage, size: tuple[int, int], tile: int) -> Grid:
             tiles.append(tile)
             counts.append(-(-side // tile))
             halos.append(stage.halo)
-    return Grid(tuple(size), tuple(tiles), tuple(counts), tuple(halos))
+    return TileGrid(tuple(size), tuple(tiles), tuple(counts), tuple(halos))
 
 
 def stage_tile(stage: Stage, tile_px: int) -> int:
@@ -175,7 +175,7 @@ def _valid(origin: jax.Array, length: int, size: int, level: int) -> jax.Array:
     return ((positions >= 0) & (positions < size)).astype(jnp.float32)
 
 
-def _stage_forward(kernels: Mapping, stage: Stage, g: Grid, pool: Callable, dtype,
+def _stage_forward(kernels: Mapping, stage: Stage, g: TileGrid, pool: Callable, dtype,
                    canvas: jax.Array, origin: tuple[jax.Array, jax.Array]
                    ) -> tuple[dict[str, jax.Array], jax.Array | None]:
     """The stage on one tile's canvas: ``({layer: core activations}, core of the pooled
@@ -212,7 +212,7 @@ def _stage_forward(kernels: Mapping, stage: Stage, g: Grid, pool: Callable, dtyp
     return features, out
 
 
-def _pad_to_grid(array: np.ndarray, g: Grid, level: int, axes: tuple[int, int]) -> np.ndarray:
+def _pad_to_grid(array: np.ndarray, g: TileGrid, level: int, axes: tuple[int, int]) -> np.ndarray:
     """A layer's array (its positions on ``axes``) zero-padded to the grid's cores at ``level``."""
     d = 2**level
     pad = [(0, 0)] * array.ndim
@@ -223,7 +223,7 @@ def _pad_to_grid(array: np.ndarray, g: Grid, level: int, axes: tuple[int, int]) 
 
 class Plan(NamedTuple):
     stages: tuple[Stage, ...]
-    grids: tuple[Grid, ...]
+    grids: tuple[TileGrid, ...]
 
 
 def plan(blocks: Sequence[Sequence[int]], layers: Sequence[str], shape: tuple[int, int],
@@ -296,7 +296,7 @@ class Tiled:
             starts[axis], sizes[axis] = index * (tile // d), tile // d
         return jax.lax.dynamic_slice(array, starts, sizes)
 
-    def _tiles(self, g: Grid, body, carry):
+    def _tiles(self, g: TileGrid, body, carry):
         """``fori_loop`` over this device's tiles: ``body(t, carry)``."""
         first, step = 0, 1
         if self.mesh is not None:
@@ -307,7 +307,7 @@ class Tiled:
     def _sum(self, tree):
         return tree if self.mesh is None else jax.lax.psum(tree, self.axis)
 
-    def _canvas(self, xp: jax.Array, g: Grid, t):
+    def _canvas(self, xp: jax.Array, g: TileGrid, t):
         i, j = t // g.count[1], t % g.count[1]
         corner = (i * g.tile[0], j * g.tile[1])  # in the padded input
         origin = (corner[0] - g.halo[0], corner[1] - g.halo[1])  # in the input
@@ -606,7 +606,7 @@ class TiledLoss(Loss):
     """
 
 
-def _pad_input(x: jax.Array, g: Grid) -> jax.Array:
+def _pad_input(x: jax.Array, g: TileGrid) -> jax.Array:
     """A stage's input ``(h, w, C)`` zero-padded to the grid: halo, tiles, halo."""
     (hy, hx), (py, px) = g.halo, g.padded
     return jnp.pad(x, ((hy, py - hy - x.shape[0]), (hx, px - hx - x.shape[1]), (0, 0)))
@@ -622,124 +622,3 @@ def layer_size(shape: tuple[int, int], layer: str) -> tuple[int, int]:
     for _ in range(block_of(layer) - 1):
         h, w = h // 2, w // 2
     return h, w
-
-
-# --- how much memory, and which tile -----------------------------------------------------
-
-# What one run holds at its peak, float32 on a CPU, fitted to peak RSS measured here
-# (README, "High resolution"): the process itself (XLA, the weights, compiled code); per
-# image pixel, an untiled evaluation, or a tiled run's image-sized arrays (pixels, their
-# gradient, the optimiser's vectors, pool3 and its gradient, the content target); per pixel
-# of a first-stage tile with its halo; and 2 image-sized vectors per L-BFGS step.
-BASE_BYTES = 1.3e9
-UNTILED_BYTES_PER_PX = 2.2e3
-TILED_BYTES_PER_PX = 180.0
-TILE_BYTES_PER_PX = 2.0e3
-HISTORY_BYTES_PER_PX = 2 * 3 * 4
-# --tile-size auto plans for this share of the machine's memory (the rest is the system's,
-# and the margin of the model).
-AUTO_SHARE = 0.25
-# auto cuts the L-BFGS history (when --lbfgs-memory is not given) to keep tiles at least
-# this wide (smaller tiles spend more of their time on halos), down to MIN_AUTO_LBFGS_MEMORY.
-PREFERRED_TILE = 512
-MIN_AUTO_LBFGS_MEMORY = 3
-
-
-def machine_memory() -> float:
-    """Bytes of memory a run may use: on an accelerator, its first device's (``bytes_limit``
-    of ``memory_stats``; the model above was fitted on a CPU, so there it is a rough guide);
-    on the CPU, the machine's, or its cgroup's limit if lower."""
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        limit = (device.memory_stats() or {}).get("bytes_limit")
-        if limit:
-            return float(limit)
-    total = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = pathlib.Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            total = min(total, float(text))
-    return total
-
-
-def estimate_bytes(shape: tuple[int, int], tile_px: int | None, lbfgs_memory: int) -> float:
-    """Peak bytes of a run on an image of ``shape`` px: tiled with ``tile_px``, or untiled."""
-    pixels = float(shape[0] * shape[1])
-    history = HISTORY_BYTES_PER_PX * lbfgs_memory * pixels
-    if tile_px is None:
-        return BASE_BYTES + UNTILED_BYTES_PER_PX * pixels + history
-    canvas = float(np.prod([min(side, tile_px + 48) for side in shape]))
-    return BASE_BYTES + TILED_BYTES_PER_PX * pixels + TILE_BYTES_PER_PX * canvas + history
-
-
-# A sweep (nst_jax.sweep) holds per point what a run holds per pixel and its L-BFGS history,
-# and its Gram matrices too (C x C float32 per style layer and region, the value and its
-# gradient), which a single run holds once, within BASE_BYTES. Against XLA's memory analysis
-# of the sweep's compiled L-BFGS step (real VGG19, conv1_1 ... conv5_1, batches of 16-64
-# points): 6.1 MB per point measured at 32x21 px and 10.9 MB at 64x43, 6.5 and 11.6 modelled.
-GRAM_BYTES_PER_ENTRY = 2 * 4
-
-
-def point_bytes(shape: tuple[int, int], lbfgs_memory: int, gram_channels: Sequence[int] = ()
-                ) -> float:
-    """Bytes one more untiled run on an image of ``shape`` px adds to a process that holds
-    others (a point of a sweep): :func:`estimate_bytes` less the process's
-    :data:`BASE_BYTES`, and its Gram matrices of ``gram_channels`` channels each."""
-    return (estimate_bytes(shape, None, lbfgs_memory) - BASE_BYTES
-            + GRAM_BYTES_PER_ENTRY * float(sum(c * c for c in gram_channels)))
-
-
-class Choice(NamedTuple):
-    """What :func:`choose` settled on: the tile side (None: untiled), the L-BFGS history,
-    the bytes it expects, and a sentence saying why."""
-
-    tile_size: int | None
-    lbfgs_memory: int
-    bytes: float
-    why: str
-
-
-def choose(tile_size: int | str | None, shape: tuple[int, int], lbfgs_memory: int | None,
-           budget: float | None = None) -> Choice:
-    """Resolve ``--tile-size`` (``auto``: no tiles, or else the largest tile that splits the
-    long side evenly (in 64 px steps; at least :data:`PREFERRED_TILE` if cutting the history
-    allows it) and whose run fits in
-    ``budget``, default :data:`AUTO_SHARE` of :func:`machine_memory`) and ``--lbfgs-memory``
-    (None: the default history, cut down to :data:`MIN_AUTO_LBFGS_MEMORY` at least where
-    ``auto`` needs the room).
-
-    Raises:
-      NSTError: ``auto`` finds nothing that fits.
-    """
-    from nst_jax.config import DEFAULT_LBFGS_MEMORY
-
-    memory = DEFAULT_LBFGS_MEMORY if lbfgs_memory is None else lbfgs_memory
-    if tile_size != "auto":
-        return Choice(tile_size, memory, estimate_bytes(shape, tile_size, memory), "as asked")
-    budget = AUTO_SHARE * machine_memory() if budget is None else budget
-    gb = f"{budget / 1e9:.1f} GB"
-    histories = ([memory] if lbfgs_memory is not None
-                 else list(range(memory, MIN_AUTO_LBFGS_MEMORY - 1, -1)))
-    for m in histories:
-        if estimate_bytes(shape, None, m) <= budget:
-            return Choice(None, m, estimate_bytes(shape, None, m),
-                          f"the untiled run fits in {gb}")
-    # n tiles along the long side, as even as the 64 px steps allow: no sliver tiles.
-    tiles = sorted({t for n in range(2, max(shape) // 32 + 1)
-                    if (t := -(-max(shape) // n // 64) * 64) >= MIN_TILE}, reverse=True)
-    # The history is cut only as far as tiles of PREFERRED_TILE px need; then smaller tiles.
-    for wide in (True, False):
-        for m in histories:
-            for tile in tiles:
-                if (tile >= PREFERRED_TILE) == wide and estimate_bytes(shape, tile, m) <= budget:
-                    cut = f", the L-BFGS history cut from {memory}" if m < memory else ""
-                    return Choice(tile, m, estimate_bytes(shape, tile, m),
-                                  f"the largest tile that fits in {gb}{cut}")
-    need = estimate_bytes(shape, MIN_TILE, histories[-1])
-    raise NSTError(f"a {shape[1]}x{shape[0]} px run needs about {need / 1e9:.1f} GB even with "
-                   f"{MIN_TILE} px tiles and an L-BFGS history of {histories[-1]}; --tile-size auto "
-                   f"plans for {gb} ({AUTO_SHARE:.0%} of this machine's memory): use a smaller "
-                   "--size, or give --tile-size and --lbfgs-memory yourself")

@@ -1,5 +1,6 @@
-"""scripts/bench.py (nst_jax.apps.benchmark.bench): the FLOP count, the largest-size search, the
-flags, and one small end-to-end run on the real weights (the PyTorch baseline
+"""scripts/bench.py (nst_jax.apps.benchmark.bench and its case kinds): the FLOP count, the
+largest-size search, the flags, the registry's contract (one property test per kind), the
+worker protocol, and one small end-to-end run on the real weights (the PyTorch baseline
 included when torch is installed)."""
 import importlib.util
 import json
@@ -11,9 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from nst_jax.apps.benchmark import bench
+from nst_jax.apps.benchmark import bench, machine, report, worker
+from nst_jax.apps.benchmark.cases import CASES, KINDS, RUN_ORDER, memory
 from nst_jax.apps.common import runner
 from nst_jax.apps.common.runner import ExitCode
+from nst_jax.errors import NSTError
 from nst_jax.stylize import CONTENT_LAYERS, STYLE_LAYERS
 from nst_jax.vgg import LAYER_NAMES, VGG19_BLOCKS
 from tests.test_cli import assert_one_line_error
@@ -37,19 +40,19 @@ def _numpy_flops(size, deepest, style_layers):
 def test_flops_of_the_whole_vgg19_are_the_published_ones():
     # VGG19's 16 conv layers at 224 px: 19.5 G multiply-adds (Simonyan & Zisserman's
     # network as usually quoted, ~19.6 GFLOPs with the fully connected layers).
-    flops = bench.evaluation_flops(224, 224, ("conv5_4",), ())
+    flops = machine.evaluation_flops(224, 224, ("conv5_4",), ())
     assert flops["forward"] == pytest.approx(2 * 19.5e9, rel=0.01)
     assert flops["total"] == 2 * flops["forward"]
 
 
 @pytest.mark.parametrize("size", [64, 200, 512])
 def test_flops_of_the_paper_losses(size):
-    flops = bench.evaluation_flops(size, size, CONTENT_LAYERS, STYLE_LAYERS)
+    flops = machine.evaluation_flops(size, size, CONTENT_LAYERS, STYLE_LAYERS)
     conv, gram = _numpy_flops(size, "conv5_1", STYLE_LAYERS)
     assert gram > 0
     assert flops["forward"] == flops["backward"] == conv + gram
     # Only up to the deepest layer used: conv5_2 ... conv5_4 are not computed.
-    assert flops["forward"] < bench.evaluation_flops(size, size, ("conv5_4",), ())["forward"]
+    assert flops["forward"] < machine.evaluation_flops(size, size, ("conv5_4",), ())["forward"]
 
 
 def test_largest_size_fits_a_line_then_checks_it(monkeypatch):
@@ -61,14 +64,14 @@ def test_largest_size_fits_a_line_then_checks_it(monkeypatch):
         rss *= 1.05 if kwargs["size"] > 2000 else 1.0  # but a little more up there
         return {**kwargs, "memory": {"rss": rss}}
 
-    monkeypatch.setattr(bench, "run_in_subprocess", fake_run)
+    monkeypatch.setattr(worker, "run_in_subprocess", fake_run)
     points = [{"size": s, "memory": {"rss": 1e9 + 300.0 * s**2}} for s in (512, 1024)]
     limit = 1e9 + 300.0 * 2500**2
-    found = bench.largest_size(points, limit, remat=False, timeout=None, log=lambda m: None)
+    found = memory.largest_size(points, limit, remat=False, timeout=None, log=lambda m: None)
     # 2496 (the multiple of 64 below 2500) is over the limit once measured; 10% less fits.
     assert ran == [2496, 2240]
     assert found["size"] == 2240 and found["rss"] <= limit
-    failed = bench.largest_size(points[:1], limit, remat=True, timeout=None, log=lambda m: None)
+    failed = memory.largest_size(points[:1], limit, remat=True, timeout=None, log=lambda m: None)
     assert "error" in failed
 
 
@@ -109,7 +112,7 @@ def test_end_to_end_small(tmp_path, real_weights):
     assert bf16["precision"] == "bfloat16" and list(bf16["backends"]) == ["lbfgs"]
     # bfloat16 changes the loss a little, not a lot.
     assert 0 < abs(bf16["initial_loss"] / case["initial_loss"] - 1) < 0.05
-    assert case["flops"] == bench.evaluation_flops(48, 48, CONTENT_LAYERS, STYLE_LAYERS)
+    assert case["flops"] == machine.evaluation_flops(48, 48, CONTENT_LAYERS, STYLE_LAYERS)
     assert case["s_per_evaluation"] > 0 and case["compile_s"] > 0
     assert case["gflops_per_s"] == pytest.approx(case["flops"]["total"] / case["s_per_evaluation"] / 1e9)
     assert case["memory"]["rss"] > 0
@@ -140,17 +143,93 @@ def test_end_to_end_small(tmp_path, real_weights):
 
 
 def test_workers_compile_cold_whatever_cache_the_runner_enabled(monkeypatch):
-    seen = {}
+    seen, commands = {}, []
 
     def fake_run(command, **kwargs):
         seen.update(kwargs["env"])
-        return subprocess.CompletedProcess(command, 0, bench.RESULT_PREFIX + "{}\n", "")
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0, worker.RESULT_PREFIX + "{}\n", "")
 
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/somewhere")
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     monkeypatch.setenv("NST_JAX_SOMETHING", "kept")
-    monkeypatch.setattr(bench.subprocess, "run", fake_run)
-    assert bench.run_in_subprocess("speed", size=32) == {}
+    monkeypatch.setattr(worker.subprocess, "run", fake_run)
+    assert worker.run_in_subprocess("speed", size=32) == {}
     assert "JAX_COMPILATION_CACHE_DIR" not in seen
     assert "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in seen
     assert seen["NST_JAX_SOMETHING"] == "kept"
+    # The worker runs the module that holds the protocol, by its path.
+    (command,) = commands
+    assert command[1:3] == ["-m", worker.__name__] and json.loads(command[4]) == {"size": 32}
+
+
+def test_a_worker_prints_its_case_as_one_line_and_fails_in_one(monkeypatch, capsys):
+    def fake_case(size, fail=False):
+        if fail:
+            raise NSTError("too small")
+        return {"size": size, "value": 1.5}
+
+    monkeypatch.setitem(CASES, "fake", fake_case)
+    assert worker.worker(["fake", json.dumps({"size": 48})]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [worker.RESULT_PREFIX + json.dumps({"size": 48, "value": 1.5})]
+    assert worker.worker(["fake", json.dumps({"size": 48, "fail": True})]) == 2
+    assert capsys.readouterr().err == "error: too small\n"
+
+
+# --- the registry: one property per case kind ------------------------------------------------
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_kind_keeps_the_contract(name):
+    kind = KINDS[name]
+    for function in ("add_flags", "plan", "run", "markdown"):
+        assert callable(getattr(kind, function)), (name, function)
+    assert isinstance(kind.STANDALONE, bool)
+    assert kind.CASE is None or CASES[name] is kind.CASE
+    assert not hasattr(kind, "main"), "a case kind is not a tool"
+
+
+def test_every_kind_runs_once_and_every_worker_case_is_a_kind():
+    assert sorted(RUN_ORDER) == sorted(KINDS)
+    assert set(CASES) <= set(KINDS) and all(callable(f) for f in CASES.values())
+    # the kinds whose cases other kinds' run in their workers
+    assert {"speed", "memory", "parity", "quality", "profile", "startup", "binding"} == set(CASES)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_a_kind_whose_flags_ask_for_nothing_plans_nothing(name):
+    args = bench.parser().parse_args(["--sizes", "", "--parity-size", "0"])
+    assert KINDS[name].plan(args) is None
+
+
+# Failed cases as the worker protocol records them: the keywords of the case and the error.
+FAILED = {"speed": [{"size": 64, "checkpoints": [4], "repeats": 2, "backends": [], "error": "boom"}],
+          "memory": [{"size": 64, "remat": False, "error": "boom"}],
+          "largest": [{"remat": False, "error": "no size fitted", "tries": []}],
+          "parity": {"size": 64, "error": "boom"},
+          "quality": [{"size": 64, "iterations": 5, "seed": 0, "image": None, "start_size": None,
+                       "error": "boom"}],
+          "tiled": [{"size": 64, "tile": 64, "repeats": 0, "remat": False, "error": "boom"}],
+          "profile": [{"size": 64, "error": "boom"}],
+          "startup": [{"size": 64, "cache": "/c", "error": "boom"}],
+          "binding": [{"size": 64, "constants": True, "error": "boom"}],
+          "peer": [{"size": 64, "error": "boom"}]}
+MACHINE = {"machine": {"cpu": "a CPU", "cores": 2, "platform": "cpu", "device": "cpu", "jax": "0"},
+           "matmul": {"jax": {"1024": 1.0}, "peak_gflops": 1.0}}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_kind_reports_failed_cases_without_failing(name):
+    lines = KINDS[name].markdown({**MACHINE, **FAILED})
+    assert isinstance(lines, list) and all(isinstance(line, str) for line in lines)
+    empty = KINDS[name].markdown({**MACHINE, "speed": [], "memory": []})
+    assert empty == [] or not KINDS[name].STANDALONE  # a standalone kind shows nothing for nothing
+
+
+def test_the_report_shows_the_standalone_tables_alone_without_a_speed_case():
+    results = {**MACHINE, **FAILED}
+    text = report.markdown(results, KINDS.values())
+    assert "| size | precision |" in text and "Parity: boom" in text and "| 64 | failed: boom |" in text
+    alone = report.markdown({**results, "speed": []}, KINDS.values())
+    assert "| size | precision |" not in alone and "Parity" not in alone
+    assert "| single scale | failed: boom |" in alone and alone.startswith("Machine: a CPU")

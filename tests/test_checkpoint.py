@@ -195,8 +195,10 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint(tmp_path):
 
 
 def interrupt_after(monkeypatch, calls_before: int, when=lambda job: True):
-    """Make ``Stylization.step`` raise KeyboardInterrupt (a Ctrl-C at the safe point after a
-    chunk) on its call number ``calls_before + 1`` among those where ``when(job)``."""
+    """A Ctrl-C (SIGINT, to the runner's handler, which sets the run's stop token) just
+    before ``Stylization.step``'s call number ``calls_before + 1`` among those where
+    ``when(job)``; that call then does nothing, as if the Ctrl-C came after the chunk
+    before it."""
     real_step = stylize.Stylization.step
     calls = []
 
@@ -204,7 +206,8 @@ def interrupt_after(monkeypatch, calls_before: int, when=lambda job: True):
         if when(self):
             calls.append(n)
             if len(calls) > calls_before:
-                raise KeyboardInterrupt
+                signal.raise_signal(signal.SIGINT)
+                return self.state
         return real_step(self, n)
 
     monkeypatch.setattr(stylize.Stylization, "step", step)

@@ -84,7 +84,7 @@ def test_refusals_name_start_size(tmp_path):
     Image.new("RGB", (200, 30), (90, 120, 200)).save(wide)
     config = Config(content=str(wide), size=200, start_size=64)
     with pytest.raises(ConfigError) as e:
-        c2f.load_inputs(c2f.plan(config)[0], config)
+        c2f.inputs_at(c2f.plan(config)[0], config)
     assert e.value.field == "start_size" and "64x10" in str(e.value)
 
 
@@ -138,29 +138,6 @@ def test_each_scale_starts_from_the_previous_result_upsampled(files, network):
     assert image.shape == (32, 40, 3) and np.isfinite(total)
 
 
-def test_run_steps_every_scale_in_chunks(monkeypatch):
-    class Job:
-        def __init__(self, iterations):
-            self.iteration, self.iterations = 0, iterations
-
-        @property
-        def done(self):
-            return self.iteration >= self.iterations
-
-        def step(self, n):
-            self.iteration = min(self.iteration + n, self.iterations)
-
-    config = Config(size=64, start_size=32, iterations=5, coarse_iterations=8)
-    scales = c2f.plan(config)
-    monkeypatch.setattr(c2f, "stylizations", lambda config, network, inputs=None: (
-        (scale, Job(scale.config.iterations)) for scale in scales))
-    chunks = []
-    last = c2f.run(config, None, chunk=4, on_chunk=lambda p: chunks.append(
-        (p.scale.index, p.job.iteration)))
-    assert chunks == [(0, 4), (0, 8), (1, 4), (1, 8), (2, 4), (2, 5)]
-    assert last.iterations == 5
-
-
 def test_upsample_is_bicubic_on_floats_and_stays_in_the_box():
     rng = np.random.default_rng(0)
     small = rng.random((10, 12, 3)).astype(np.float32)
@@ -180,7 +157,7 @@ def test_luminance_and_regions_at_every_scale(files, network):
                     iterations=2, coarse_iterations=2, beta=1e2, preserve_colors="luminance")
     shapes, previous = [], None
     for scale, job in c2f.stylizations(config, network):
-        shapes.append(c2f.load_inputs(scale, config).content_masks.shape)
+        shapes.append(c2f.inputs_at(scale, config).content_masks.shape)
         if previous is not None:
             best, result = previous
             shape = job.content.shape[:2]
@@ -208,9 +185,9 @@ def test_a_sweep_refuses_coarse_to_fine_in_one_line(flag, tmp_path, capsys):
 
 
 def test_the_bench_table_compares_variants_at_equal_wall_time():
-    from nst_jax.apps.benchmark import bench
+    from nst_jax.apps.benchmark.cases import quality
 
-    assert bench.quality_variants([256, 362, 600], [50, 100], 512) == [
+    assert quality.quality_variants([256, 362, 600], [50, 100], 512) == [
         {"start_size": None}, {"start_size": 256, "coarse_iterations": 50},
         {"start_size": 256, "coarse_iterations": 100}, {"start_size": 362, "coarse_iterations": 50},
         {"start_size": 362, "coarse_iterations": 100}]
@@ -225,10 +202,10 @@ def test_the_bench_table_compares_variants_at_equal_wall_time():
 
     single = case(None, [(0, 9.0), (20, 5.0), (40, 4.0), (80, 3.0)], 80)
     c2f_case = case(256, [(30, 6.0), (40, 3.5), (60, 2.5)], 60)
-    assert bench.lowest_within(c2f_case["curve"], 20) != bench.lowest_within(c2f_case["curve"], 20)
-    assert bench.lowest_within(c2f_case["curve"], 45) == 3.5  # the starting point does not count
-    assert bench.time_to(c2f_case["curve"], 3.0) == 60 and bench.time_to(single["curve"], 2) is None
-    table = "\n".join(bench.quality_markdown([single, c2f_case]))
+    assert quality.lowest_within(c2f_case["curve"], 20) != quality.lowest_within(c2f_case["curve"], 20)
+    assert quality.lowest_within(c2f_case["curve"], 45) == 3.5  # the starting point does not count
+    assert quality.time_to(c2f_case["curve"], 3.0) == 60 and quality.time_to(single["curve"], 2) is None
+    table = "\n".join(quality.quality_markdown([single, c2f_case]))
     assert "lowest loss by 20 s | lowest loss by 40 s | lowest loss by 80 s" in table
     assert "| from 256 px, 50 it./coarse scale | 512 | 2 | 60 | 10 | 2.5 | nan | 3.5 | 2.5 | 60 |" \
         in table

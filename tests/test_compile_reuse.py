@@ -242,27 +242,28 @@ def test_a_repeated_run_loads_every_program_from_the_cache(real_weights, image_f
 
 
 def test_the_bench_compares_constants_and_arguments(real_weights):
-    from nst_jax.apps.benchmark import bench
+    from nst_jax.apps.benchmark.cases import binding
 
-    cases = [bench.binding_case(32, constants, iterations=2) for constants in (True, False)]
+    cases = [binding.binding_case(32, constants, iterations=2) for constants in (True, False)]
     for case, constants in zip(cases, (True, False)):
         assert case["constants"] is constants and case["evaluations"] >= 2
         assert case["compile_start_s"] > 0 and case["compile_run_s"] > 0
         assert case["s_per_evaluation_in_loop"] > 0
-    table = "\n".join(bench.binding_markdown(cases))
+    table = "\n".join(binding.binding_markdown(cases))
     assert "| 32 | constants |" in table and "| 32 | arguments |" in table
 
 
 def test_the_bench_times_a_first_and_a_repeated_start_up(real_weights, tmp_path):
-    from nst_jax.apps.benchmark import bench
+    from nst_jax.apps.benchmark import worker
+    from nst_jax.apps.benchmark.cases import startup
 
     cache = str(tmp_path / "xla")
-    first = bench.run_in_subprocess("startup", timeout=600, size=32, cache=cache)
-    repeated = bench.run_in_subprocess("startup", timeout=600, size=32, cache=cache)
+    first = worker.run_in_subprocess("startup", timeout=600, size=32, cache=cache)
+    repeated = worker.run_in_subprocess("startup", timeout=600, size=32, cache=cache)
     assert "error" not in first and "error" not in repeated, (first, repeated)
     assert not first["cached"] and repeated["cached"]
     assert list(first["stages"]) == ["imports", "images", "weights", "targets", "start",
                                      "first iteration"]
     assert first["total_s"] == pytest.approx(sum(first["stages"].values()))
-    table = "\n".join(bench.startup_markdown([first, repeated]))
+    table = "\n".join(startup.startup_markdown([first, repeated]))
     assert "| 32 | first |" in table and "| 32 | repeated |" in table

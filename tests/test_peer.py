@@ -17,8 +17,9 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from nst_jax import images, stylize
-from nst_jax.apps.benchmark import bench
-from nst_jax.apps.benchmark import peer
+from nst_jax.apps.benchmark import peer, worker
+from nst_jax.apps.benchmark.cases import peer as peer_case
+from nst_jax.apps.benchmark.cases import profile
 from nst_jax.apps.common import runner
 from nst_jax.apps.common.runner import ExitCode
 from nst_jax.config import STYLE_LAYERS, example_path
@@ -193,7 +194,7 @@ def test_compare_alternates_and_separates_first_runs(tmp_path):
     assert case["nst_jax"]["evaluations_per_iteration"] == pytest.approx(1.2)
     assert peer.evaluations_of(tmp_path / "nst_jax_64_25.png") == 30
     assert peer.evaluations_of(tmp_path / "missing.png") is None
-    md = "\n".join(bench.peer_markdown([case]))
+    md = "\n".join(peer_case.peer_markdown([case]))
     assert case["nst_jax"]["cores_busy"] == pytest.approx(1.5)
     assert case["peer"]["cores_busy"] == pytest.approx(1.9)
     assert "| 64 | 0.200 | 1.20 | 1.50 | 0.300 | 1.90 | 1.50x | 4.5 s (7.5 s) | 4.0 s | +0.5 s |" in md
@@ -224,7 +225,7 @@ def test_race_scores_every_output_with_one_function(tmp_path, monkeypatch):
     assert result["best"] is None  # neither reached the peer's loss here
     content = images.load_image(tmp_path / "content_64.png")
     assert max(content.shape[:2]) == 64 and result["shape"] == list(content.shape[:2])
-    md = "\n".join(bench.peer_markdown([{"size": 64, "nst_jax": {"s_per_iteration": 1,
+    md = "\n".join(peer_case.peer_markdown([{"size": 64, "nst_jax": {"s_per_iteration": 1,
                                                                 "startup_s": 1,
                                                                 "first_startup_s": 1},
                                          "peer": {"s_per_iteration": 1, "startup_s": 1},
@@ -285,18 +286,18 @@ def test_hlo_kinds_tell_convolutions_from_products():
         return jnp.sum(jnp.tanh(flat.T @ flat @ m))
 
     args = (jnp.ones((1, 8, 8, 3)), jnp.ones((3, 3, 3, 4)), jnp.ones((4, 4)))
-    kinds = bench._hlo_kinds(jax.jit(jax.grad(f)).lower(*args).compile().as_text())
+    kinds = profile._hlo_kinds(jax.jit(jax.grad(f)).lower(*args).compile().as_text())
     assert "convolution" in kinds.values() and "dot" in kinds.values()
     assert set(kinds.values()) <= {"convolution", "dot", "other"}
 
 
 def test_profile_splits_an_evaluation_for_both(real_weights):
-    result = bench.run_in_subprocess("profile", timeout=600, size=32, repeats=1)
+    result = worker.run_in_subprocess("profile", timeout=600, size=32, repeats=1)
     assert "error" not in result, result
     ours = result["nst_jax"]
     assert ours["seconds"]["convolution"] > 0 and ours["wall_s"] > 0
     if importlib.util.find_spec("torch") is not None:
         assert result["torch"]["seconds"]["convolution"] > 0
     assert result["flops"]["convolutions"] + result["flops"]["grams"] == result["flops"]["total"]
-    table = "\n".join(bench.profile_markdown([result]))
+    table = "\n".join(profile.profile_markdown([result]))
     assert "| 32 | nst_jax |" in table

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from nst_jax import images, stylize
+from nst_jax import image_writers, images, stylize
 from nst_jax.apps.common import runner
 from nst_jax.apps.cli import stylize as stylize_cli
 from nst_jax.config import Config
@@ -134,7 +134,7 @@ def _save16(tmp_path, name: str, samples: np.ndarray, icc: bytes | None = None):
     path = tmp_path / name
     if name.endswith(".png"):
         with open(path, "wb") as f:
-            images.write_png16(f, samples, icc=icc)
+            image_writers.write_png16(f, samples, icc=icc)
     else:
         tifffile = pytest.importorskip("tifffile")
         tifffile.imwrite(path, samples, photometric="rgb", iccprofile=icc, compression="zlib")
@@ -409,7 +409,7 @@ def test_a_failed_16_bit_write_leaves_the_old_file(tmp_path, monkeypatch, name, 
     if name.endswith(".tif"):
         monkeypatch.setattr(tifffile, "imwrite", half_then_fail)
     else:
-        monkeypatch.setattr(images, "write_png16", half_then_fail)
+        monkeypatch.setattr(image_writers, "write_png16", half_then_fail)
     with pytest.raises(expected):
         images.save_image(path, np.ones((4, 4, 3), np.float32), bits=16)
     assert os.listdir(tmp_path) == [name] and path.read_bytes() == old

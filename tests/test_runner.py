@@ -18,7 +18,7 @@ STYLIZE = [sys.executable, str(REPO / "scripts" / "stylize.py")]
 def tool(tmp_path, monkeypatch, body: str) -> str:
     """A throwaway tool module whose main runs ``body``; its name for runner.launch."""
     name = f"fake_tool_{abs(hash(body)) % 10**8}"
-    (tmp_path / f"{name}.py").write_text("import os, signal\nfrom nst_jax.apps import runner\n\n"
+    (tmp_path / f"{name}.py").write_text("import os, signal\nfrom nst_jax.apps.common import runner\n\n"
                                           "def main(argv):\n" + textwrap.indent(body, "    "))
     monkeypatch.syspath_prepend(str(tmp_path))
     return name

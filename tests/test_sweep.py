@@ -6,6 +6,7 @@ import pytest
 
 from nst_jax import stylize, sweep
 from nst_jax.errors import NSTError
+from nst_jax.stop import Stop
 from nst_jax.stylize import Config
 from tests import workers
 from tests.sweep_worker import grid as worker_grid
@@ -186,15 +187,17 @@ def test_interrupt_hands_over_finished_and_current_chunks(tiny_vgg, tiny_params,
     content, style = pictures
     grid = sweep.Grid.product(Config(iterations=6), seed=[0, 1, 2, 3])
     chunked = []
+    token = Stop()
 
-    def interrupt_in_second_chunk(progress):
+    def stop_in_second_chunk(progress):
         if progress.chunk == 1:
-            raise KeyboardInterrupt
+            token.set()
 
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, batch_size=2,
-                       steps_per_call=3, on_chunk=chunked.append, on_progress=interrupt_in_second_chunk)
+    results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, batch_size=2,
+                             steps_per_call=3, on_chunk=chunked.append,
+                             on_progress=stop_in_second_chunk, stop=token)
     assert [[r.status for r in c] for c in chunked] == [["completed"] * 2, ["interrupted"] * 2]
+    assert results == chunked[0] + chunked[1]  # the run ends there
     assert [r.iterations for r in chunked[1]] == [3, 3]
 
 
@@ -265,13 +268,13 @@ def test_progress_counts_the_points_that_have_finished(tiny_vgg, tiny_params, pi
 
 def _memory_for(points_per_call: float, grid, shape, module) -> float:
     """Bytes of memory in which the sweep's memory model fits ``points_per_call`` points."""
-    from nst_jax import tiling
+    from nst_jax import memory
     from nst_jax.vgg import layer_names
 
     channels = dict(zip(layer_names(module.blocks), (c for b in module.blocks for c in b)))
-    each = tiling.point_bytes(shape, grid.settings.memory_size,
+    each = memory.point_bytes(shape, grid.settings.memory_size,
                               [channels[l] for l in grid.style_layers])
-    return (tiling.BASE_BYTES + points_per_call * each) / tiling.AUTO_SHARE
+    return (memory.BASE_BYTES + points_per_call * each) / memory.AUTO_SHARE
 
 
 def test_the_batch_is_what_fits_in_memory():

@@ -160,9 +160,9 @@ def test_ratios_beyond_float32_are_refused(image_files, tmp_path, capsys):
 
 def test_a_point_larger_than_memory_is_refused_before_any_work(real_weights, image_files,
                                                               tmp_path, capsys, monkeypatch):
-    from nst_jax import tiling
+    from nst_jax import memory
 
-    monkeypatch.setattr(tiling, "machine_memory", lambda: 1e8)  # 0.1 GB: not even the process
+    monkeypatch.setattr(memory, "machine_memory", lambda: 1e8)  # 0.1 GB: not even the process
     content, style = image_files
     out = tmp_path / "new" / "sweep"
     code, _, err = run_sweep(["--content", content, "--style", style, "--output-dir", out, *FAST,

@@ -9,7 +9,6 @@ import pytest
 
 from nst_jax import stylize, tiling
 from nst_jax.config import Config
-from nst_jax.errors import NSTError
 from nst_jax.vgg import CAFFE, VGG, VGG19_BLOCKS
 from tests import workers
 from tests.conftest import TINY_BLOCKS
@@ -113,29 +112,6 @@ def test_a_tiled_run_follows_the_untiled_one(tiny_vgg, tiny_params):
         traces[tile] = np.asarray(job.state.trace.value)
         assert (job.tiles is None) == (tile is None)
     np.testing.assert_allclose(traces[64], traces[None], rtol=RTOL)
-
-
-GB = 1e9
-
-
-def test_auto_tiles_only_what_does_not_fit_and_says_why():
-    small = tiling.choose("auto", (256, 256), None, budget=8 * GB)
-    assert small.tile_size is None and small.lbfgs_memory == 10 and "untiled" in small.why
-    big = tiling.choose("auto", (2048, 2048), None, budget=8 * GB)
-    assert big.tile_size is not None and big.tile_size % 64 == 0 and big.bytes <= 8 * GB
-    assert tiling.estimate_bytes((2048, 2048), None, big.lbfgs_memory) > 8 * GB
-    # Tiles split the side evenly: 2048 px is never cut into 1472 + 576.
-    assert 2048 % big.tile_size == 0
-    # At 4096 px the L-BFGS history (2 image-sized vectors a step) is cut to make room...
-    huge = tiling.choose("auto", (4096, 4096), None, budget=8 * GB)
-    assert huge.lbfgs_memory < 10 and huge.bytes <= 8 * GB and "history" in huge.why
-    assert huge.tile_size >= tiling.PREFERRED_TILE  # rather than tiles that are mostly halo
-    # ...unless it was given, and then a run that cannot fit is refused with the numbers.
-    with pytest.raises(NSTError, match=r"needs about .* GB .*--lbfgs-memory"):
-        tiling.choose("auto", (4096, 4096), 10, budget=6 * GB)
-    asked = tiling.choose(256, (4096, 4096), 7)
-    assert (asked.tile_size, asked.lbfgs_memory) == (256, 7)
-    assert tiling.machine_memory() > GB
 
 
 def _worker(*args, env_extra=None):

@@ -11,6 +11,7 @@ from nst_jax.apps.web import jobs
 from nst_jax.config import Config, example_path
 from nst_jax.errors import NSTError
 from nst_jax.images import read_png_metadata
+from nst_jax.stop import Stop
 from nst_jax.vgg import CAFFE
 
 LAYERS = dict(content_layers=("conv4_2",), style_layers=("conv1_1", "conv2_1", "conv3_1"))
@@ -190,7 +191,7 @@ def test_masks_of_another_shape_are_refused(uploads, tmp_path):
 
 
 def _run(network, config, **kwargs):
-    return list(jobs.stylize(config, network, kwargs.pop("folder"), arguments={"size": 32},
+    return list(jobs.stylize_job(config, network, kwargs.pop("folder"), arguments={"size": 32},
                              **kwargs))
 
 
@@ -225,9 +226,9 @@ def test_stop_keeps_the_image_so_far(network, uploads, tmp_path):
     content, style = uploads
     config = jobs.make_config(content=content, styles=[style], size=32, iterations=50)
     config = config.replace(**LAYERS)
-    stop = threading.Event()
+    stop = Stop()
     updates = []
-    for update in jobs.stylize(config, network, tmp_path, arguments={}, stop=stop, every=3):
+    for update in jobs.stylize_job(config, network, tmp_path, arguments={}, stop=stop, every=3):
         updates.append(update)
         stop.set()
     assert [u.done for u in updates] == [3, 3] and updates[-1].status == "stopped"
@@ -280,7 +281,7 @@ def test_a_sweep_stops_with_the_points_so_far(network, uploads, tmp_path):
     content, style = uploads
     base = jobs.make_config(content=content, styles=[style], size=32, iterations=40).replace(**LAYERS)
     grid = jobs.sweep_grid(base, "1e-3", "0 1", jobs.Limits())
-    stop = threading.Event()
+    stop = Stop()
     stop.set()
     last = list(jobs.sweep(grid, stylize.load_inputs(base), network, tmp_path, stop=stop))[-1]
     assert last.status == "stopped" and [r.status for r in last.results] == ["interrupted"] * 2
@@ -292,7 +293,7 @@ def test_leaving_a_sweep_early_ends_its_thread(network, uploads, tmp_path):
     base = jobs.make_config(content=content, styles=[style], size=32,
                             iterations=1000).replace(**LAYERS)
     grid = jobs.sweep_grid(base, "1e-3", "0 1", jobs.Limits(max_iterations=1000))
-    stop = threading.Event()
+    stop = Stop()
     updates = jobs.sweep(grid, stylize.load_inputs(base), network, tmp_path, stop=stop)
     assert next(updates).status == "running"
     updates.close()  # as gradio does when the page goes away

@@ -19,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from nst_jax import stylize, sweep
+from nst_jax import driver, stylize, sweep
 from nst_jax.apps.common import runner
 from nst_jax.apps.common.flags import ArgumentParser
 from nst_jax.config import OPTIMIZERS, Config
@@ -39,8 +39,8 @@ def timed_sweep(content, style, params, preprocessing, grid, batch_size):
     jax.block_until_ready(sweeper.advance(state, 0, points))
     jax.block_until_ready(sweeper.terms(state.pixels, points))
     compiled = time.perf_counter()
-    results = sweeper.run(grid, batch_size=batch_size,
-                          on_progress=lambda progress: runner.check_interrupt())
+    results = sweeper.run(grid, batch_size=batch_size, stop=runner.stop_token())
+    runner.check_interrupt()
     return compiled - started, time.perf_counter() - compiled, results
 
 
@@ -49,8 +49,8 @@ def timed_separate(content, style, params, preprocessing, grid):
     results = []
     for config in grid.configs:
         job = stylize.prepare(content, style, params, config, preprocessing=preprocessing)
-        while not job.done:
-            job.step(config.iterations)
+        for _ in driver.advance(job, chunk=config.iterations, stop=runner.stop_token()):
+            pass
         runner.check_interrupt()
         total, _ = job.terms(np.asarray(job.result()))
         results.append((total, int(job.state.evaluations)))

@@ -16,7 +16,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from nst_jax import images, stylize
+from nst_jax import driver, images, stylize
 from nst_jax.apps.common import runner
 from nst_jax.apps.common.flags import ArgumentParser, UsageError
 from nst_jax.config import BOUNDS, OPTIMIZERS, Config
@@ -40,16 +40,21 @@ def measure(job: stylize.Stylization, checkpoints: Sequence[int]) -> dict:
     losses: dict[int, float] = {}
     seconds, timed_iterations = 0.0, 0
     pending = sorted(checkpoints)
-    while pending:
-        before = job.state
-        started = time.perf_counter()
-        after = jax.block_until_ready(job.step(1))
+    enough = runner.stop_token()  # set by Ctrl-C, or below once every budget is measured
+    before, started = job.state, time.perf_counter()
+    for _ in driver.advance(job, chunk=1, stop=enough):
+        after = jax.block_until_ready(job.state)
         seconds += time.perf_counter() - started
         timed_iterations += 1
         stuck = bool(after.nonfinite) or int(after.iteration) == int(before.iteration) or job.done
         while pending and (int(after.evaluations) > pending[0] or stuck):
             losses[pending.pop(0)] = saved_loss(job, before)
-        runner.check_interrupt()
+        if not pending:
+            enough.set()
+        before, started = job.state, time.perf_counter()
+    runner.check_interrupt()
+    for budget in pending:  # the run was done before these budgets
+        losses[budget] = saved_loss(job, before)
     return {"losses": losses, "s_per_iteration": seconds / max(timed_iterations, 1),
             "evaluations": int(job.state.evaluations)}
 

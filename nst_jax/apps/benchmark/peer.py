@@ -166,7 +166,7 @@ def peer_command(checkout: pathlib.Path, model: pathlib.Path, content: str, styl
 def nst_jax_command(content: str, style: str, size: int, iterations: int, output: str,
                     extra: Sequence[str] = ()) -> list[str]:
     """``scripts/stylize.py`` (through its module) with its defaults, at ``size``."""
-    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "stylize.py"
+    script = pathlib.Path(__file__).resolve().parents[3] / "scripts" / "stylize.py"
     if not script.is_file():  # an installed package without the repository's scripts/
         script = None
     head = [sys.executable, str(script)] if script else [sys.executable, "-c",

@@ -21,11 +21,11 @@ import re
 import sys
 from typing import Sequence
 
-from nst_jax import checkpoint, coarse_to_fine, files, images, stylize, tiling
+from nst_jax import checkpoint, coarse_to_fine, driver, files, images, stylize, tiling
 from nst_jax.apps.common import runner
 from nst_jax.apps.common.flags import (ArgumentParser, ConfigFlags, UsageError, file_path, parse_and_run,
                                 refuse_replacing_inputs)
-from nst_jax.apps.common.outputs import final_status, save_result, scale_metadata
+from nst_jax.apps.common.outputs import save_result, scale_metadata
 from nst_jax.apps.common.progress import LoopProgress
 from nst_jax.apps.common.runner import ExitCode
 from nst_jax.errors import one_line
@@ -101,43 +101,26 @@ def run(args, flags: ConfigFlags) -> int:
     if checkpoints.meta is not None:
         log(f"resuming from {checkpoints.path} at {checkpoint.describe(checkpoints.meta)}")
     runner.phase("compiling")
-    ladder = coarse_to_fine.stylizations(config, network, first=first, inputs=inputs)
-    scale, job = next(ladder)
-    log_memory(log, scale, job)
-    checkpoints.restore(job)
-
-    def save(path: pathlib.Path, extra: dict):
-        """Write the best image so far at --bit-depth; return the loss of the pixels written
-        and the terms."""
-        _, total, terms = save_result(path, job, config, arguments, network.info, extra,
-                                      args.bit_depth)
-        return total, terms
-
-    status = "completed"
-    runner.phase("optimising")
+    hooks = RunHooks(args, output, config, arguments, network, checkpoints, log)
     try:
-        while True:
-            optimise_scale(job, scale, args, output, save, checkpoints)
-            if scale.last or bool(job.state.nonfinite):
-                break
-            checkpoints.save(scale, job)  # a resumed run need not do this scale again
-            scale, job = next(ladder)  # compiles the next scale
-            log_memory(log, scale, job)
-            runner.check_interrupt()
-    except KeyboardInterrupt:
+        outcome = driver.run(config, network, inputs=inputs, chunk=CHUNK, hooks=hooks.hooks(),
+                             stop=runner.stop_token(), resume=checkpoints.resume_at(first))
+    finally:
+        hooks.close()
+    scale, job, status = outcome.scale, outcome.job, outcome.status
+    if status == "interrupted":
         runner.interrupt_handled()
-        status = "interrupted"
     # Kept at the end too: Ctrl-C's, and a finished run's (--resume with more --iterations).
     checkpointed = checkpoints.save(scale, job)
-    status = final_status(job, status)
 
     iteration, evaluations = int(job.state.iteration), int(job.state.evaluations)
     if status == "interrupted" and iteration == 0 and scale.index == 0:
         print(f"error: interrupted before the first iteration ended; {unchanged}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     runner.phase("saving the image" + (" of the interrupted run" if status == "interrupted" else ""))
-    total, terms = save(output, {"status": status, "iterations_done": iteration,
-                                 "evaluations": evaluations, **scale_metadata(scale)})
+    _, total, terms = save_result(output, job, config, arguments, network.info, {
+        "status": status, "iterations_done": iteration, "evaluations": evaluations,
+        **scale_metadata(scale)}, args.bit_depth)
     runner.phase("finishing", f"{output} was written")
     if status == "nonfinite":
         where = f" of {scale.label()}" if scale.count > 1 else ""
@@ -286,9 +269,11 @@ class Checkpoints:
         self.saved_step = self.meta["step"]
         return position["scale"]
 
-    def restore(self, job: stylize.Stylization) -> None:
-        if self.meta is not None:
-            job.state = checkpoint.restore(self.path, job.state, self.meta)
+    def resume_at(self, first: int) -> driver.Resume | None:
+        """The driver's :class:`~nst_jax.driver.Resume` of the checkpoint (None: a new run)."""
+        if self.meta is None:
+            return None
+        return driver.Resume(first, lambda state: checkpoint.restore(self.path, state, self.meta))
 
     def save(self, scale: coarse_to_fine.Scale, job: stylize.Stylization) -> bool:
         """Save ``job``'s state (once per step); a failure is a warning, and the run goes on."""
@@ -323,27 +308,52 @@ def log_memory(log, scale: coarse_to_fine.Scale, job: stylize.Stylization) -> No
         f"{job.memory.bytes / 1e9:.1f} GB{why}")
 
 
-def optimise_scale(job: stylize.Stylization, scale: coarse_to_fine.Scale, args,
-                   output: pathlib.Path, save, checkpoints: Checkpoints) -> None:
-    """Run one scale to its end with its progress line, ``--save-every`` snapshots and
-    checkpoints. A Ctrl-C is raised as ``KeyboardInterrupt`` after a chunk."""
-    description = "stylizing" if scale.count == 1 else f"stylizing ({scale.label()})"
-    with LoopProgress(description, scale.config.iterations,
-                      "loss {loss} (content {content}, style {style})", quiet=args.quiet) as bar:
-        while not job.done:
-            iteration = int(job.state.iteration)
-            target = iteration + CHUNK
-            for every in (args.save_every, checkpoints.every):  # end chunks on their multiples
-                if every:
-                    target = min(target, (iteration // every + 1) * every)
-            state = job.step(target - iteration)
-            iteration = int(state.iteration)
-            total, terms = job.latest()
-            bar.update(iteration, loss=f"{total:.4g}", content=f"{terms.content:.4g}",
-                       style=f"{terms.style:.4g}")
-            if args.save_every and iteration % args.save_every == 0 and not job.done:
-                save(scale_snapshot_path(output, scale, iteration),
-                     {"status": "running", "iterations_done": iteration, **scale_metadata(scale)})
-            if checkpoints.every and iteration % checkpoints.every == 0 and not job.done:
-                checkpoints.save(scale, job)
-            runner.check_interrupt()
+class RunHooks:
+    """What the command line does as the run goes (:mod:`nst_jax.driver`): at each scale's
+    start, say how it is tiled and open its progress line; after each chunk, update it;
+    every ``--save-every`` iterations a snapshot of the best image so far, every
+    ``--checkpoint-every`` a checkpoint; at each scale's end, close its progress line and
+    save a checkpoint (a resumed run need not do that scale again)."""
+
+    def __init__(self, args, output: pathlib.Path, config, arguments: dict, network,
+                 checkpoints: Checkpoints, log):
+        self.args, self.output, self.config, self.arguments = args, output, config, arguments
+        self.network, self.checkpoints, self.log = network, checkpoints, log
+        self.bar: LoopProgress | None = None
+        self.started = False
+
+    def hooks(self) -> list[driver.Hook]:
+        save = lambda at: self.checkpoints.save(at.scale, at.job)  # noqa: E731
+        return [driver.Hook(driver.SCALE_START, self.start),
+                driver.Hook(driver.EVERY_CHUNK, self.progress),
+                driver.Hook(driver.EveryN(self.args.save_every), self.snapshot),
+                driver.Hook(driver.EveryN(self.checkpoints.every), save),
+                driver.Hook(driver.SCALE_END, self.close),
+                driver.Hook(driver.SCALE_END, save),
+                driver.Hook(driver.RUN_END, self.close)]
+
+    def start(self, at: driver.At) -> None:
+        if not self.started:  # the first scale is compiled: a Ctrl-C during that ends here
+            runner.phase("optimising")
+            self.started = True
+        log_memory(self.log, at.scale, at.job)
+        description = "stylizing" if at.scale.count == 1 else f"stylizing ({at.scale.label()})"
+        self.bar = LoopProgress(description, at.scale.config.iterations,
+                                "loss {loss} (content {content}, style {style})",
+                                quiet=self.args.quiet).__enter__()
+
+    def progress(self, at: driver.At) -> None:
+        total, terms = at.job.latest()
+        self.bar.update(at.iteration, loss=f"{total:.4g}", content=f"{terms.content:.4g}",
+                        style=f"{terms.style:.4g}")
+
+    def snapshot(self, at: driver.At) -> None:
+        save_result(scale_snapshot_path(self.output, at.scale, at.iteration), at.job,
+                    self.config, self.arguments, self.network.info,
+                    {"status": "running", "iterations_done": at.iteration,
+                     **scale_metadata(at.scale)}, self.args.bit_depth)
+
+    def close(self, at: driver.At | None = None) -> None:
+        if self.bar is not None:
+            bar, self.bar = self.bar, None
+            bar.__exit__(None, None, None)

@@ -17,16 +17,18 @@ inside a callback from C++ (nanobind) — during ``import jax`` that ended in
 ``terminate called after throwing an instance of 'nanobind::python_error'``
 or a segfault — or inside a garbage-collector callback, where Python can only
 print and ignore it (a bare ``except:`` in a library swallows it the same way).
-So the handler only counts; the tools raise ``KeyboardInterrupt`` at safe
-points: :func:`phase` between steps and :func:`check_interrupt` in their
-loops (after each chunk of iterations). A long step (a compilation, an import)
-finishes before the tool stops. A third Ctrl-C stops the process at once: the
+So the handler only counts, and sets the stop tokens the tool asked for
+(:func:`stop_token`): the run driver (:mod:`nst_jax.driver`) reads its token
+after each chunk of iterations and ends the run with the best image so far.
+Outside the run the tools raise ``KeyboardInterrupt`` at safe points:
+:func:`phase` between steps. A long step (a compilation, an import) finishes
+before the tool stops. A third Ctrl-C stops the process at once: the
 outputs are written atomically, so that leaves none half-written either (the
 temporary files of the writes under way are removed first, and what a tool
 registered with :func:`on_exit_now`, such as a checkpoint save under way).
 
-This module imports only the standard library and :mod:`nst_jax.errors` (which
-imports nothing): it runs before anything else.
+This module imports only the standard library, :mod:`nst_jax.errors` and
+:mod:`nst_jax.stop` (which import nothing else): it runs before anything else.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ import threading
 from typing import Callable, Sequence
 
 from nst_jax.errors import NSTError, one_line
+from nst_jax.stop import INTERRUPTED, Stop
 
 # Ctrl-Cs after which the process stops at once, without waiting for a safe point.
 AT_ONCE = 3
@@ -62,6 +65,7 @@ class _State:
     seen = 0  # of those, the ones raised at a safe point
     doing = "starting"
     outcome = "nothing was written"
+    tokens: list[Stop] = []  # set by every Ctrl-C (stop_token)
 
 
 def _message() -> str:
@@ -70,6 +74,8 @@ def _message() -> str:
 
 def _on_sigint(signum, frame) -> None:
     _State.interrupts += 1
+    for token in _State.tokens:
+        token.set(INTERRUPTED)
     if _State.interrupts >= AT_ONCE:
         from nst_jax.files import remove_partial_files  # imported by then: the tool runs
 
@@ -101,18 +107,31 @@ def _exit_now(line: str) -> None:
     os._exit(ExitCode.INTERRUPTED)
 
 
-def phase(doing: str, outcome: str | None = None) -> None:
+def phase(doing: str, outcome: str | None = None, *, check: bool = True) -> None:
     """The previous step is done and the tool now starts ``doing``; ``outcome`` says what
     an interrupt leaves on disk from now on (default: as before).
 
     A safe point: a Ctrl-C that arrived during the previous step is raised here, and
     reported as "interrupted while <the previous step>; <outcome>" (the outcome is
-    already the new one: that step finished, a file it wrote is there).
+    already the new one: that step finished, a file it wrote is there). ``check=False``:
+    only record the step (inside a run, where the stop token says when to stop).
     """
     if outcome is not None:
         _State.outcome = outcome
-    check_interrupt()
+    if check:
+        check_interrupt()
     _State.doing = doing
+
+
+def stop_token() -> Stop:
+    """A :class:`~nst_jax.stop.Stop` that every Ctrl-C from now on sets (reason
+    ``"interrupted"``), for the run driver; set at once if a Ctrl-C is pending. A tool
+    that ends its run on it calls :func:`interrupt_handled`."""
+    token = Stop()
+    _State.tokens.append(token)
+    if _State.interrupts > _State.seen:
+        token.set(INTERRUPTED)
+    return token
 
 
 def check_interrupt() -> None:
@@ -202,6 +221,7 @@ def launch(module: str, argv: Sequence[str] | None = None) -> int:
 
     _State.interrupts = _State.seen = 0
     _State.doing, _State.outcome = "starting", "nothing was written"
+    _State.tokens = []
     if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
         return guarded(main)
     previous = signal.signal(signal.SIGINT, _on_sigint)

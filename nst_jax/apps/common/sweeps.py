@@ -215,8 +215,9 @@ def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: i
                     fixed_batch: bool = False, title: str = "nst_jax sweep", quiet: bool = False):
     """Run ``grid`` on ``sweeper`` (:class:`nst_jax.sweep.Sweeper`) and write its
     outputs into ``folder`` as each chunk finishes (process 0; others pass None).
-    Returns the :class:`nst_jax.sweep.PointResult` list; an interrupt propagates
-    after the finished chunks (and the current one) are written."""
+    Returns the :class:`nst_jax.sweep.PointResult` list. Ctrl-C ends the sweep after
+    the current call (the runner's stop token); the finished chunks and the current one
+    are written, then ``KeyboardInterrupt`` is raised."""
     import jax
 
     writer = Writer(folder, grid, title) if folder is not None else None
@@ -243,17 +244,19 @@ def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: i
         def on_progress(p) -> None:
             bar.update(p.chunk * p.iterations + p.iteration, chunk=f"{p.chunk + 1}/{p.num_chunks}",
                        points=f"{p.points_done}/{p.num_points}")
-            runner.check_interrupt()
 
         def on_chunk(results) -> None:
             if writer is not None:
                 runner.phase("writing a chunk's results",
-                             f"the points finished before it are in {folder}")
+                             f"the points finished before it are in {folder}", check=False)
                 writer.chunk(results)
-                runner.phase("sweeping", f"the finished points are in {folder}")
+                runner.phase("sweeping", f"the finished points are in {folder}", check=False)
 
-        return sweeper.run(grid, batch_size=batch_size, fixed_batch=fixed_batch,
-                           on_chunk=on_chunk, on_progress=on_progress)
+        results = sweeper.run(grid, batch_size=batch_size, fixed_batch=fixed_batch,
+                              on_chunk=on_chunk, on_progress=on_progress,
+                              stop=runner.stop_token())
+    runner.check_interrupt()  # a Ctrl-C ended the sweep: raised here, its chunk written
+    return results
 
 
 def start(args):

@@ -8,7 +8,7 @@ results into the page; everything here works without gradio (and is tested so):
   server's limit; it keeps the name the user gave it for messages;
 - :func:`make_config` turns the controls into a :class:`nst_jax.config.Config`, within
   the server's :class:`Limits`, with messages that name the controls;
-- :func:`stylize` runs one style transfer (coarse to fine where asked) and yields an
+- :func:`stylize_job` runs one style transfer (coarse to fine where asked) and yields an
   :class:`Update` every few iterations, until it ends or ``stop`` is set; it ends with
   the PNG the command line writes (:func:`nst_jax.apps.common.outputs.png_metadata`);
 - :func:`sweep_grid` and :func:`sweep` run α/β values x seeds as one compiled grid
@@ -30,10 +30,11 @@ from typing import Any, Callable, Collection, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from nst_jax import coarse_to_fine, images, stylize as core
-from nst_jax.apps.common.outputs import final_status, save_result, scale_metadata
+from nst_jax import coarse_to_fine, driver, images, stylize as core
+from nst_jax.apps.common.outputs import save_result, scale_metadata
 from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError, example_path
 from nst_jax.errors import NSTError, one_line
+from nst_jax.stop import Stop
 
 # The page's names of the Config fields it sets (for messages).
 LABELS = {"size": "Size", "iterations": "Iterations", "alpha": "α/β", "beta": "α/β",
@@ -351,44 +352,37 @@ class _Clock:
         return rate, eta, self.first[0] - self.began
 
 
-def stylize(config: Config, network: core.Network, folder: pathlib.Path, *,
-            arguments: dict, stop: threading.Event | None = None, every: int = 10,
-            inputs: core.Inputs | None = None, shown: Config | None = None,
-            clock: Callable[[], float] = time.monotonic) -> Iterator[Update]:
-    """Run ``config`` on ``network``, yielding an :class:`Update` every ``every``
-    iterations and a last one with the PNG written to ``folder/stylized.png``: 8-bit,
-    with the metadata of ``scripts/stylize.py``'s output (``arguments`` are the controls as
-    given; ``shown`` is the config recorded, default ``config``). Setting ``stop`` ends the
-    run after the current chunk; the best image so far is kept and written (status
-    ``stopped``)."""
-    stop = stop or threading.Event()
-    every = max(1, int(every))
-    scales = coarse_to_fine.plan(config)
-    timer = _Clock(sum(s.config.iterations for s in scales), clock)
+def stylize_job(config: Config, network: core.Network, folder: pathlib.Path, *,
+                arguments: dict, stop: Stop | None = None, every: int = 10,
+                inputs: core.Inputs | None = None, shown: Config | None = None,
+                clock: Callable[[], float] = time.monotonic) -> Iterator[Update]:
+    """Run ``config`` on ``network`` (:class:`nst_jax.driver.Run`), yielding an
+    :class:`Update` every ``every`` iterations and a last one with the PNG written to
+    ``folder/stylized.png``: 8-bit, with the metadata of ``scripts/stylize.py``'s output
+    (``arguments`` are the controls as given; ``shown`` is the config recorded, default
+    ``config``). Setting ``stop`` ends the run after the current chunk; the best image so
+    far is kept and written (status ``stopped``)."""
+    stop = stop if stop is not None else Stop()
     inputs = inputs if inputs is not None else core.load_inputs(config)
-    status, scale, job, before = "completed", None, None, 0
-    for scale, job in coarse_to_fine.stylizations(config, network, inputs=inputs):
-        before = sum(s.config.iterations for s in scales[:scale.index])  # the earlier scales'
-        label = scale.label() if scale.count > 1 else ""
-        while not job.done and not stop.is_set():
-            job.step(every)
-            done = before + int(job.state.iteration)
-            total, terms = job.latest()
-            rate, eta, startup = timer.tick(done)
-            yield Update(images.quantize(job.result(), 8), done, timer.total, label, total,
-                         terms.content, terms.style, rate, eta, startup)
-        if stop.is_set():
-            status = "stopped"
-            break
-    status = final_status(job, status)
+    run = driver.Run(config, network, inputs=inputs, chunk=max(1, int(every)), stop=stop)
+    timer = _Clock(run.total, clock)
+    for at in run:
+        total, terms = at.job.latest()
+        rate, eta, startup = timer.tick(at.step)
+        yield Update(images.quantize(at.job.result(), 8), at.step, run.total, _label(at.scale),
+                     total, terms.content, terms.style, rate, eta, startup)
+    scale, job, status = run.outcome.scale, run.outcome.job, run.outcome.status
     output = folder / "stylized.png"
-    iteration = int(job.state.iteration)
     image, total, terms = save_result(output, job, shown or config, arguments, network.info, {
-        "status": status, "iterations_done": iteration, "evaluations": int(job.state.evaluations),
-        **scale_metadata(scale)}, bits=8)
-    rate, eta, startup = timer.tick(before + iteration)
-    yield Update(image, before + iteration, timer.total, label, total, terms.content, terms.style,
-                 rate, 0.0, startup, status, output)
+        "status": status, "iterations_done": job.iteration,
+        "evaluations": int(job.state.evaluations), **scale_metadata(scale)}, bits=8)
+    rate, eta, startup = timer.tick(run.outcome.step)
+    yield Update(image, run.outcome.step, run.total, _label(scale), total, terms.content,
+                 terms.style, rate, 0.0, startup, status, output)
+
+
+def _label(scale: coarse_to_fine.Scale) -> str:
+    return scale.label() if scale.count > 1 else ""
 
 
 # --- sweeps ---------------------------------------------------------------------------------
@@ -452,7 +446,7 @@ class SweepUpdate:
 
 
 def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path, *,
-          stop: threading.Event | None = None,
+          stop: Stop | None = None,
           clock: Callable[[], float] = time.monotonic) -> Iterator[SweepUpdate]:
     """Run ``grid`` as one compiled call per chunk (:class:`nst_jax.sweep.Sweeper`),
     writing what ``scripts/sweep.py`` writes into ``folder``; yield a :class:`SweepUpdate`
@@ -461,7 +455,7 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
     from nst_jax.apps.common.sweeps import CONTACT_SHEET, Writer, point_name
     from nst_jax.sweep import Sweeper
 
-    stop = stop or threading.Event()
+    stop = stop if stop is not None else Stop()
     began = clock()
     writer = Writer(folder, grid, title="nst_jax sweep")
     events: queue.Queue = queue.Queue()
@@ -469,8 +463,6 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
 
     def on_progress(p) -> None:
         events.put(("progress", p))
-        if stop.is_set():
-            raise KeyboardInterrupt  # Sweeper.run hands the chunk's points on, then re-raises
 
     def on_chunk(results) -> None:
         writer.chunk(results)
@@ -483,10 +475,8 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
                                         preprocessing=network.preprocessing,
                                         content_masks=inputs.content_masks,
                                         style_masks=inputs.style_masks)
-            sweeper.run(grid, on_chunk=on_chunk, on_progress=on_progress)
-            events.put(("end", "completed"))
-        except KeyboardInterrupt:
-            events.put(("end", "stopped"))
+            sweeper.run(grid, on_chunk=on_chunk, on_progress=on_progress, stop=stop)
+            events.put(("end", "stopped" if stop.is_set() else "completed"))
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             events.put(("error", e))
 

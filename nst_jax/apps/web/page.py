@@ -47,6 +47,7 @@ from nst_jax.apps.web import jobs
 from nst_jax.apps.common.sweeps import DEFAULTS as SWEEP_DEFAULTS, format_value  # noqa: E402
 from nst_jax.config import COLOR_MODES, INITS, OPTIMIZERS, Config, example_path  # noqa: E402
 from nst_jax.errors import NSTError, one_line  # noqa: E402
+from nst_jax.stop import Stop  # noqa: E402
 
 DEFAULTS = jobs.CLI
 STYLE_SLOTS = 3
@@ -152,7 +153,7 @@ class App:
         # What a request may read: nothing uploaded until the page is served (launch).
         self.trust = jobs.Trust(pathlib.Path(gradio_utils.get_upload_folder()), (),
                                 jobs.bundled_examples())
-        self._stops: dict[str, threading.Event] = {}
+        self._stops: dict[str, Stop] = {}
         self._lock = threading.Lock()
 
     # --- jobs ---------------------------------------------------------------------------
@@ -162,15 +163,15 @@ class App:
         folder.mkdir(parents=True)
         return folder
 
-    def _stop_event(self, request: gr.Request | None) -> threading.Event:
-        event = threading.Event()
+    def _stop_event(self, request: gr.Request | None) -> Stop:
+        event = Stop()
         key = getattr(request, "session_hash", None)
         if key is not None:
             with self._lock:
                 self._stops[key] = event
         return event
 
-    def _release(self, request: gr.Request | None, event: threading.Event) -> None:
+    def _release(self, request: gr.Request | None, event: Stop) -> None:
         """Forget a finished job's stop event (unless a newer job of the page replaced it)."""
         key = getattr(request, "session_hash", None)
         with self._lock:
@@ -202,19 +203,19 @@ class App:
                                 limits=self.limits, **controls)
 
     def stylize_updates(self, images: jobs.Images, controls: dict, *, every: int,
-                        stop: threading.Event) -> Iterator[jobs.Update]:
-        """The :func:`nst_jax.apps.web.jobs.stylize` updates of a request."""
+                        stop: Stop) -> Iterator[jobs.Update]:
+        """The :func:`nst_jax.apps.web.jobs.stylize_job` updates of a request."""
         config = self._config(images, **controls)
         inputs = jobs.load_inputs(config, images.uploads)
         arguments = {"content": images.content.name, "style": [s.name for s in images.styles],
                      **({"content_masks": [m.name for m in images.masks if m is not None]}
                         if images.mode == jobs.REGIONS else {}), **controls}
-        yield from jobs.stylize(config, self.network, self._job_folder(), arguments=arguments,
+        yield from jobs.stylize_job(config, self.network, self._job_folder(), arguments=arguments,
                                 stop=stop, every=every, inputs=inputs,
                                 shown=jobs.named_config(config, images.uploads))
 
     def _streamed(self, request: gr.Request | None,
-                  outputs: Callable[[threading.Event], Iterator[tuple]]) -> Iterator[tuple]:
+                  outputs: Callable[[Stop], Iterator[tuple]]) -> Iterator[tuple]:
         """A page job: ``outputs(stop)``'s values for (image or gallery, status, file); a
         failure puts its message in the status and raises it as ``gr.Error``."""
         stop = self._stop_event(request)
@@ -227,7 +228,7 @@ class App:
         finally:
             self._release(request, stop)
 
-    def _called(self, request: gr.Request | None, result: Callable[[threading.Event], Any]):
+    def _called(self, request: gr.Request | None, result: Callable[[Stop], Any]):
         """An API job: ``result(stop)``, a failure raised as ``gr.Error``."""
         stop = self._stop_event(request)
         try:
@@ -268,7 +269,7 @@ class App:
         return self._called(request, result)
 
     def sweep_updates(self, images, shared: dict, size, iterations, ratios, seeds,
-                      stop: threading.Event) -> Iterator[tuple[jobs.SweepUpdate, int]]:
+                      stop: Stop) -> Iterator[tuple[jobs.SweepUpdate, int]]:
         config = self._config(images, size=size, iterations=iterations, **shared)
         grid = jobs.sweep_grid(config, ratios, seeds, self.limits)
         inputs = jobs.load_inputs(config, images.uploads)
