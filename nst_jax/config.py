@@ -46,7 +46,7 @@ MIN_TILE = 64
 MAX_ITERATIONS = 100_000
 DEFAULT_LBFGS_MEMORY = 10
 MAX_LBFGS_MEMORY = 100
-# --coarse-iterations: chosen by measurement (README, "Coarse to fine").
+# --coarse-iterations: chosen by measurement (docs/high-resolution.md, "Coarse to fine").
 COARSE_ITERATIONS = 100
 # Seeds are unsigned 32-bit integers: a sweep carries them in a uint32 array.
 MAX_SEED = 2**32 - 1
@@ -320,7 +320,8 @@ class Config:
     start_size: int | None = field(
         None, "coarse to fine: start at this long side and grow by about sqrt(2) per scale up to "
               "--size, each scale starting from the previous one's result upsampled; --size itself "
-              "means one scale (see README)", "images", optional(side), kind="int", metavar="PX",
+              "means one scale (see docs/high-resolution.md)", "images", optional(side), kind="int",
+        metavar="PX",
         shown_default="off")
     style_size: int | None = field(None, "long side the style image is resized to; smaller makes "
                                          "its strokes larger", "images", optional(side), kind="int",
@@ -372,14 +373,16 @@ class Config:
     pooling: str = field("avg", "pooling in VGG19 (the paper uses avg)", "network", choice(POOLINGS),
                          kind="choice", choices=POOLINGS)
     remat: bool = field(False, "recompute VGG activations in the backward pass: a little less "
-                               "memory, more time (see README)", "network", flag, kind="bool")
+                               "memory, more time (see docs/high-resolution.md)", "network", flag,
+                        kind="bool")
     tile_size: int | str | None = field(
         None, f"evaluate the loss tile by tile in memory bounded by the tile: tiles of PX px "
               f"({MIN_TILE}-{MAX_SIDE}; exactly the untiled loss and gradient), or auto (a size "
               "from the free memory; images that fit are not tiled)", "network", tile_size,
         kind="tile", metavar="PX|auto", shown_default="off")
-    precision: str = field("float32", "compute dtype of the convolutions (bfloat16: see README "
-                                      "before using it)", "network", choice(PRECISIONS),
+    precision: str = field("float32", "compute dtype of the convolutions (bfloat16: see "
+                                      "docs/performance.md before using it)", "network",
+                           choice(PRECISIONS),
                            kind="choice", choices=PRECISIONS)
     normalize_network: bool = field(False, "rescale VGG filters so each has mean activation 1 over "
                                            "the content and style images (paper §2)", "network",
@@ -395,7 +398,7 @@ class Config:
                                    "optimisation", whole(1, MAX_ITERATIONS), kind="int")
     optimizer: str = field("lbfgs-stepwise", "lbfgs-stepwise (L-BFGS with optax's memory and a "
                                              "projected line search), lbfgs (optax's), "
-                                             "lbfgs-jaxopt or adam; see README",
+                                             "lbfgs-jaxopt or adam (docs/optimizers.md)",
                            "optimisation", choice(OPTIMIZERS), kind="choice", choices=OPTIMIZERS)
     lbfgs_memory: int | None = field(
         None, f"L-BFGS history: the last N steps (each 2 vectors the size of the image; "
@@ -409,7 +412,8 @@ class Config:
                              number(0.0, 1.0, high_open=True), kind="float")
     bounds: str = field("box", "box: every pixel stays in [0, 1] while optimising, so the best image "
                                "found is the one saved; none: unconstrained, clipped when saved "
-                               "(for comparison; see README)", "optimisation", choice(BOUNDS),
+                               "(for comparison; see docs/optimizers.md)", "optimisation",
+                        choice(BOUNDS),
                         kind="choice", choices=BOUNDS)
     init: str = field("noise", "start from noise (white noise, the paper's), content, style, or an "
                                "image file", "optimisation", text, kind="path", sweep=True,

@@ -160,7 +160,7 @@ def status_of(job, stop: Stop | None = None) -> str:
     if bool(job.state.nonfinite):
         return "nonfinite"
     if stop is not None and stop.is_set():
-        return stop.reason or stopping.STOPPED
+        return getattr(stop, "reason", None) or stopping.STOPPED
     if bool(job.state.converged):
         return "converged"
     return "completed"
@@ -193,15 +193,18 @@ class Run:
       inputs: :func:`nst_jax.stylize.load_inputs` of ``config`` if already read.
       chunk: iterations per compiled call.
       hooks: :class:`Hook` s, called in this order at each point.
-      stop: the token that ends the run early (default: a fresh one, set by Ctrl-C while
-        the run is under way in the main thread of a program that leaves SIGINT to
-        Python: :func:`nst_jax.stop.ctrl_c_sets`).
+      stop: the token that ends the run early (default: a fresh one). While the run is
+        under way in the main thread of a program that leaves SIGINT to Python, Ctrl-C
+        sets it (:func:`nst_jax.stop.ctrl_c_sets`); the command-line runner sets the
+        token it hands out itself.
       resume: a :class:`Resume`, to continue a saved run.
     """
 
     def __init__(self, config: Config, network: Network, *, inputs: Inputs | None = None,
                  chunk: int = CHUNK, hooks: Sequence[Hook] = (), stop: Stop | None = None,
                  resume: Resume | None = None):
+        if int(chunk) < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.config, self.network, self.inputs = config, network, inputs
         self.chunk, self.hooks, self.resume = int(chunk), tuple(hooks), resume
         self.stop = stop if stop is not None else Stop()
@@ -225,9 +228,11 @@ class Run:
     def _scales(self) -> Iterator[At]:
         first = self.resume.scale if self.resume is not None else 0
         rules = [hook.when for hook in self.hooks]
-        scale = job = None
-        for scale, job in coarse_to_fine.stylizations(self.config, self.network, first=first,
-                                                      inputs=self.inputs):
+        ladder = coarse_to_fine.stylizations(self.config, self.network, first=first,
+                                             inputs=self.inputs)
+        while True:
+            scale = job = at = None  # the next scale needs the memory the last one held
+            scale, job = next(ladder)  # prepares (compiles) the scale
             if self.resume is not None and scale.index == first:
                 job.state = self.resume.restore(job.state)
             before = self.before(scale)
@@ -239,8 +244,9 @@ class Run:
             if not job.done or bool(job.state.nonfinite):
                 break
             self._call(At("scale_end", scale, job, before + job.iteration, self.total))
-            if self.stop.is_set():  # not worth compiling the next scale
+            if scale.last or self.stop.is_set():  # a stop: not worth compiling the next scale
                 break
+        ladder.close()
         status = status_of(job, self.stop)
         self.outcome = Outcome(scale, job, self.before(scale) + job.iteration, status)
         self._call(At("run_end", scale, job, self.outcome.step, self.total, status))

@@ -121,7 +121,7 @@ def guided_gram_matrix(features: jax.Array, mask: jax.Array) -> jax.Array:
 
     Args:
       features: ``(H, W, N)`` activations; mask: ``(H, W)`` in [0, 1], the region at
-        this layer's resolution (:func:`nst_jax.stylize.propagate_mask`), not all zero.
+        this layer's resolution (:func:`nst_jax.stylize.propagate_masks`), not all zero.
     Returns:
       ``(N, N)``; normalised by the region's area, so it does not shrink with the
       region (with a mask of ones it is ``gram_matrix(features) / (H W)``).
@@ -329,7 +329,7 @@ class Loss:
     :class:`nst_jax.sweep.Sweeper` pass :attr:`data` as an *argument* of their compiled
     functions instead: they then do not depend on the images, so a second image pair
     of the same size reuses them, JAX's persistent compilation cache serves them to a
-    new process, and they compile faster (README, Performance).
+    new process, and they compile faster (docs/performance.md).
 
     ``fn`` is shared by every untiled loss of the same network and layers
     (:func:`nst_jax.stylize.untiled_loss`), and so are the compiled functions keyed by

@@ -21,7 +21,7 @@ from nst_jax.config import DEFAULT_LBFGS_MEMORY, MIN_TILE
 from nst_jax.errors import NSTError
 
 # What one run holds at its peak, float32 on a CPU, fitted to peak RSS measured here
-# (README, "High resolution"): the process itself (XLA, the weights, compiled code); per
+# (docs/high-resolution.md): the process itself (XLA, the weights, compiled code); per
 # image pixel, an untiled evaluation, or a tiled run's image-sized arrays (pixels, their
 # gradient, the optimiser's vectors, pool3 and its gradient, the content target); per pixel
 # of a first-stage tile with its halo; and 2 image-sized vectors per L-BFGS step.

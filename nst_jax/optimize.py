@@ -41,7 +41,7 @@ LossFn = Callable[[jax.Array], tuple[jax.Array, Aux]]
 
 OPTIMIZERS = ("lbfgs", "lbfgs-stepwise", "lbfgs-jaxopt", "adam")
 # The lowest loss of the saved image for a given number of evaluations, alone and in a
-# sweep (README, "Optimisers").
+# sweep (docs/optimizers.md).
 DEFAULT_OPTIMIZER = "lbfgs-stepwise"
 
 

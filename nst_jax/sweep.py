@@ -369,10 +369,10 @@ class Sweeper:
         Each chunk of points is advanced ``steps_per_call`` iterations per call
         (:func:`nst_jax.driver.advance`) so ``on_progress`` can report; ``on_chunk`` gets
         each chunk's results as soon as it finishes. When ``stop`` is set (a
-        :class:`nst_jax.stop.Stop`; by default Ctrl-C sets one, where Python handles
-        SIGINT), the current chunk's points are handed to ``on_chunk`` with status
-        ``'interrupted'`` (their best pixels so far) and the run ends there, with the
-        results so far. ``fixed_batch``: pad every chunk to ``batch_size`` points even when
+        :class:`nst_jax.stop.Stop`, default a fresh one; Ctrl-C sets it where Python
+        handles SIGINT: :func:`nst_jax.stop.ctrl_c_sets`), the current chunk's unfinished
+        points are handed to ``on_chunk`` with status ``'interrupted'`` (their best pixels
+        so far) and the run ends there, returning the results so far. ``fixed_batch``: pad every chunk to ``batch_size`` points even when
         the grid is smaller, so grids of any size reuse one compiled program. Returns the
         results in grid order.
         """
@@ -384,6 +384,8 @@ class Sweeper:
         stop = stop if stop is not None else Stop()
         with ctrl_c_sets(stop):
             for number, indices in enumerate(plan):
+                if number and stop.is_set():  # stopped at the end of the last chunk
+                    break
                 points = self.place(grid.points(indices, self.content_layers, self.style_layers))
                 batch = _Batch(self, points, grid.iterations)
                 for _ in advance(batch, chunk=steps_per_call, stop=stop):

@@ -1,4 +1,4 @@
-"""Benchmark nst_jax on this machine (and a PyTorch baseline, if installed); see README."""
+"""Benchmark nst_jax on this machine (and a PyTorch baseline, if installed): docs/performance.md."""
 import sys
 
 try:  # standard library only; a Ctrl-C during it still gets one line, no traceback

@@ -167,7 +167,7 @@ def test_luminance_and_regions_at_every_scale(files, network):
         previous = np.asarray(stylize.best_image(job.state)), job.result()
     assert shapes == [(2, 22, 28), (2, 32, 40)]
     out = job.result()
-    # the content's chroma is put back on the last scale's output (as README's figure checks)
+    # the content's chroma is put back on the last scale's output (as docs/controls.md's figure checks)
     chroma = np.abs(np.asarray(colors.rgb_to_yiq(out))[..., 1:]
                     - np.asarray(colors.rgb_to_yiq(job.content))[..., 1:])
     assert chroma.mean() < 0.01 and np.asarray(colors.rgb_to_yiq(out))[..., 1:].std() > 0.05

@@ -142,7 +142,15 @@ def test_status_of_prefers_nonfinite_then_the_stop_then_convergence():
     assert driver.status_of(job, token) == "nonfinite"
 
 
-def test_ctrl_c_sets_the_token_then_raises_as_usual():
+@pytest.fixture
+def python_ctrl_c(monkeypatch):
+    """SIGINT left to Python (its default handler), as in a script or a notebook."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_sets_the_token_then_raises_as_usual(python_ctrl_c):
     token = Stop()
     with ctrl_c_sets(token):
         signal.raise_signal(signal.SIGINT)
@@ -152,7 +160,31 @@ def test_ctrl_c_sets_the_token_then_raises_as_usual():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_real_run_stopped_by_ctrl_c_keeps_its_last_chunk(tiny_vgg, tiny_params):
+def test_ctrl_c_sets_every_token_of_nested_runs_and_the_handler_comes_back(python_ctrl_c):
+    outer, inner = Stop(), Stop()
+    with ctrl_c_sets(outer):
+        with ctrl_c_sets(inner):
+            signal.raise_signal(signal.SIGINT)
+        assert inner.reason == outer.reason == "interrupted"
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # outer's
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with ctrl_c_sets(Stop()):  # a later run starts counting again
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_program_that_handles_ctrl_c_itself_is_left_alone():
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        token = Stop()
+        with ctrl_c_sets(token):
+            signal.raise_signal(signal.SIGINT)
+        assert seen == [signal.SIGINT] and not token.is_set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_real_run_stopped_by_ctrl_c_keeps_its_last_chunk(tiny_vgg, tiny_params, python_ctrl_c):
     """On the tiny VGG: Ctrl-C during the run (Python's own SIGINT handling) ends it after
     the chunk, with the state of that chunk (not lost in the compiled call)."""
     rng = np.random.default_rng(0)
@@ -170,24 +202,64 @@ def test_a_real_run_stopped_by_ctrl_c_keeps_its_last_chunk(tiny_vgg, tiny_params
 # --- the only loop ---------------------------------------------------------------------
 
 
+# What advances an optimisation: a Stylization's or a batch's step, the Sweeper's advance,
+# and the compiled programs under them.
+STEPPING = ("step", "advance", "_run", "_advance", "advance_state")
+LOOPS = (ast.For, ast.While, ast.AsyncFor, ast.ListComp, ast.SetComp, ast.DictComp,
+         ast.GeneratorExp)
+
+
+def _driver_names(tree) -> set[str]:
+    """The names ``tree`` binds to nst_jax.driver or its functions (allowed in loops)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "nst_jax":
+            names |= {a.asname or a.name for a in node.names if a.name == "driver"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "nst_jax.driver":
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
 def _loops_that_step(path):
-    """``(line, call)`` of each ``x.step(...)``/``x.advance(...)`` call inside a loop, and of
-    each call of ``stylizations``, in ``path``."""
+    """``(line, call)`` of each call that advances an optimisation inside a loop (or a
+    comprehension), unless it goes through the driver, and of each call of
+    ``stylizations``, in ``path``."""
     found = []
     tree = ast.parse(path.read_text())
+    allowed = _driver_names(tree)
     for loop in ast.walk(tree):
-        if isinstance(loop, (ast.For, ast.While, ast.AsyncFor)):
+        if isinstance(loop, LOOPS):
             for node in ast.walk(loop):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr in ("step", "advance")
-                        and getattr(node.func.value, "id", None) != "driver"):  # the driver's
-                    found.append((node.lineno, node.func.attr))
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                name = getattr(func, "attr", getattr(func, "id", None))
+                through_driver = (getattr(getattr(func, "value", None), "id", None) in allowed
+                                  or (isinstance(func, ast.Name) and func.id in allowed))
+                if name in STEPPING and not through_driver:
+                    found.append((node.lineno, name))
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             name = getattr(node.func, "attr", getattr(node.func, "id", None))
             if name == "stylizations":
                 found.append((node.lineno, name))
+            if name == "map" and any(getattr(a, "attr", None) in STEPPING for a in node.args):
+                found.append((node.lineno, "map"))
     return found
+
+
+def test_the_loop_check_sees_the_ways_to_step(tmp_path):
+    source = tmp_path / "m.py"
+    for code in ("while not job.done:\n    job.step(10)\n",
+                 "[job.step(1) for _ in range(3)]\n",
+                 "list(map(job.step, [1, 2]))\n",
+                 "for _ in range(3):\n    state = sweeper.advance(state, 1, points)\n",
+                 "for scale, job in coarse_to_fine.stylizations(c, n):\n    pass\n"):
+        source.write_text(code)
+        assert _loops_that_step(source), code
+    source.write_text("from nst_jax import driver\nfor _ in driver.advance(job):\n    pass\n"
+                      "job.step(1)\n")
+    assert not _loops_that_step(source)
 
 
 # PyTorch's optimiser, in the baseline the benchmark compares against: not ours to drive.
@@ -209,7 +281,17 @@ def test_no_module_but_the_driver_advances_an_optimisation_in_a_loop():
 
 
 @pytest.mark.parametrize("module", ["nst_jax/apps/cli/stylize.py", "nst_jax/apps/web/jobs.py",
-                                    "nst_jax/apps/benchmark/cases/quality.py", "nst_jax/sweep.py"])
+                                    "nst_jax/apps/benchmark/cases/quality.py",
+                                    "nst_jax/apps/benchmark/cases/speed.py",
+                                    "nst_jax/apps/benchmark/compare_optimizers.py",
+                                    "nst_jax/apps/benchmark/bench_sweep.py", "nst_jax/sweep.py"])
 def test_every_tool_runs_on_the_driver(module):
-    text = (REPO / module).read_text()
-    assert "driver.Run(" in text or "driver.run(" in text or "advance(" in text, module
+    """Each module that runs an optimisation imports the driver and calls it."""
+    tree = ast.parse((REPO / module).read_text())
+    names = _driver_names(tree)
+    calls = {(getattr(n.func.value, "id", None), n.func.attr) if isinstance(n.func, ast.Attribute)
+             else (None, getattr(n.func, "id", None))
+             for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    used = {f"{owner}.{name}" if owner else name for owner, name in calls
+            if owner in names or name in names}
+    assert used & {"driver.run", "driver.Run", "driver.advance", "advance"}, (module, used)

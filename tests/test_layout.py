@@ -17,14 +17,21 @@ APPLICATION_PACKAGES = ("torch", "matplotlib", "gradio", "tqdm", "rich.progress"
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:
-    """Every module ``path`` imports, at the top or inside a function."""
+    """Every module ``path`` imports, at the top or inside a function; relative imports
+    resolved against ``path``'s package."""
     names = set()
+    package = path.relative_to(REPO).parent.parts
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package[:len(package) - (node.level - 1)]
+                module = ".".join([*base, *([module] if module else [])])
+            if module:
+                names.add(module)
+                names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -55,7 +62,8 @@ SHARED = "common"
 
 
 def module_name(path: pathlib.Path) -> str:
-    return ".".join(path.relative_to(REPO).with_suffix("").parts)
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def is_tool(path: pathlib.Path) -> bool:
@@ -64,7 +72,7 @@ def is_tool(path: pathlib.Path) -> bool:
                for n in ast.parse(path.read_text()).body)
 
 
-APP_MODULES = sorted(p for p in APPS.rglob("*.py") if p.name != "__init__.py")
+APP_MODULES = sorted(APPS.rglob("*.py"))
 TOOLS = {module_name(p): p for p in APP_MODULES if is_tool(p)}
 
 
@@ -75,22 +83,45 @@ def test_the_applications_are_grouped_by_role():
     assert len(TOOLS) >= 9
 
 
+def violations(module: str, imports: set[str], tools: set[str]) -> list[str]:
+    """What ``module`` (``nst_jax.apps.<role>....``) may not import among ``imports``: a
+    module of another role than its own or ``common`` (``common`` itself: only
+    ``common``), or a tool (a module of ``tools``) other than itself."""
+    role = module.split(".")[2]
+    bad = []
+    for name in sorted(imports):
+        if not name.startswith("nst_jax.apps."):
+            continue
+        target = name.split(".")[2]
+        if target not in (role, SHARED) or (role == SHARED and target != SHARED):
+            bad.append(f"{module} imports {name} (another role)")
+        parts = name.split(".")
+        prefixes = {".".join(parts[:k]) for k in range(4, len(parts) + 1)}
+        if (prefixes & tools) - {module}:
+            bad.append(f"{module} imports the tool {name}")
+    return bad
+
+
+def test_the_rule_catches_what_it_forbids():
+    tools = {"nst_jax.apps.cli.stylize", "nst_jax.apps.cli.sweep"}
+    assert violations("nst_jax.apps.cli.sweep", {"nst_jax.apps.cli.stylize.save"}, tools)
+    assert violations("nst_jax.apps.web.jobs", {"nst_jax.apps.cli.helpers"}, tools)
+    assert violations("nst_jax.apps.common.outputs", {"nst_jax.apps.web.jobs"}, tools)
+    assert not violations("nst_jax.apps.web.page", {"nst_jax.apps.web.jobs", "nst_jax.config",
+                                                    "nst_jax.apps.common.runner"}, tools)
+
+
 def test_no_tool_imports_another_tool_or_another_role():
     """A module imports the library, the shared plumbing and the non-tool modules of its own
     role folder; never a tool (tools run through the runner, by name), never another role."""
+    checked = 0
     for path in APP_MODULES:
-        role = path.relative_to(APPS).parts[0]
-        for name in imported_modules(path):
-            if not name.startswith("nst_jax.apps."):
-                continue
-            target_role = name.split(".")[2]
-            assert target_role in (role, SHARED), f"{module_name(path)} imports {name}"
-            if role == SHARED:
-                assert target_role == SHARED, f"{module_name(path)} imports {name}"
-            parts = name.split(".")
-            for k in range(4, len(parts) + 1):
-                assert ".".join(parts[:k]) not in TOOLS or ".".join(parts[:k]) == module_name(path), (
-                    f"{module_name(path)} imports the tool {name}")
+        if path.parent == APPS:  # nst_jax/apps/__init__.py: imports nothing
+            assert not [m for m in imported_modules(path) if m.startswith("nst_jax")], path
+            continue
+        assert not violations(module_name(path), imported_modules(path), set(TOOLS))
+        checked += 1
+    assert checked >= 30
 
 
 def test_scripts_are_thin_entry_points():

@@ -201,6 +201,21 @@ def test_interrupt_hands_over_finished_and_current_chunks(tiny_vgg, tiny_params,
     assert [r.iterations for r in chunked[1]] == [3, 3]
 
 
+def test_a_stop_between_chunks_starts_no_other(tiny_vgg, tiny_params, pictures):
+    content, style = pictures
+    grid = sweep.Grid.product(Config(iterations=3), seed=[0, 1, 2, 3])
+    token, chunked = Stop(), []
+
+    def first_chunk_then_stop(results):
+        chunked.append(results)
+        token.set()
+
+    results = sweep.run_grid(content, style, tiny_params, grid, module=tiny_vgg, batch_size=2,
+                             on_chunk=first_chunk_then_stop, stop=token)
+    assert len(chunked) == 1 and results == chunked[0]
+    assert [r.status for r in results] == ["completed"] * 2
+
+
 def test_all_backends_run_under_the_sweep(tiny_vgg, tiny_params, pictures):
     content, style = pictures
     for method in ("lbfgs-jaxopt", "adam"):

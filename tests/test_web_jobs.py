@@ -169,7 +169,7 @@ def test_unreadable_uploads_are_named_as_uploaded(uploads, tmp_path):
     bad = jobs.Upload(text, "notes.png")
     config = jobs.make_config(content=bad, styles=[style])
     with pytest.raises(NSTError) as error:
-        jobs.load_inputs(config, [bad, style])
+        jobs.read_inputs(config, [bad, style])
     assert "notes.png" in str(error.value) and str(tmp_path) not in str(error.value)
 
 
@@ -180,11 +180,11 @@ def test_masks_of_another_shape_are_refused(uploads, tmp_path):
     wide = _mask(tmp_path / "wide.png", (100, 40))
     config = jobs.make_config(content=content, styles=[style, style], mode=jobs.REGIONS,
                               masks=[good, good], size=32)
-    assert jobs.load_inputs(config, [content, style, good]).content_masks.shape == (2, 27, 32)
+    assert jobs.read_inputs(config, [content, style, good]).content_masks.shape == (2, 27, 32)
     config = jobs.make_config(content=content, styles=[style, style], mode=jobs.REGIONS,
                               masks=[good, wide], size=32)
     with pytest.raises(NSTError) as error:
-        jobs.load_inputs(config, [content, style, good, wide])
+        jobs.read_inputs(config, [content, style, good, wide])
     assert str(error.value).startswith("Region masks wide.png is 100x40 px but the content image "
                                        "my photo.png is resized to 32x27 px")
     assert str(tmp_path) not in str(error.value)
@@ -327,5 +327,5 @@ def test_the_command_line_and_the_page_refuse_the_same_masks(tmp_path, capsys):
     config = jobs.make_config(content=photo, styles=[painting, painting], mode=jobs.REGIONS,
                               masks=[fits, wide], size=32, iterations=1)
     with pytest.raises(NSTError) as error:
-        jobs.load_inputs(config, [photo, painting, fits, wide])
+        jobs.read_inputs(config, [photo, painting, fits, wide])
     assert str(error.value).startswith("Region masks wide.png " + rule.format("photo.png"))

@@ -1,0 +1,2 @@
+"""The benchmark (``bench``, its ``cases`` behind a registry), its baselines (PyTorch,
+neural-style-pt), and the sweep and optimiser comparisons."""

@@ -4,7 +4,7 @@ Runs each optimiser from the same white noise on the bundled example and
 prints, per optimiser and bounds setting, the eq. 7 loss of the image a PNG
 would hold (the best image so far, rounded to 8 bits) after fixed numbers of
 loss+gradient evaluations, and the time per iteration (compilation excluded).
-The README's choice of defaults comes from this table:
+The choice of defaults (docs/optimizers.md) comes from this table:
 
     python scripts/compare_optimizers.py --size 128 --evaluations 50,100,200,400
 """

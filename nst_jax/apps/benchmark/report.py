@@ -15,7 +15,7 @@ def gb(n) -> str:
 
 
 def markdown(results: dict, kinds: Iterable[ModuleType]) -> str:
-    """The benchmark's tables (the README's performance section quotes them): each kind's
+    """The benchmark's tables (docs/performance.md quotes them): each kind's
     ``markdown(results)`` in turn. Without a speed case, only the kinds whose tables stand
     alone (``STANDALONE``) are shown, the first one's leading blank line dropped (so a
     report that starts with another standalone table keeps the empty line it always had)."""

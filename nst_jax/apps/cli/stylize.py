@@ -310,7 +310,7 @@ def log_memory(log, scale: coarse_to_fine.Scale, job: stylize.Stylization) -> No
 
 class RunHooks:
     """What the command line does as the run goes (:mod:`nst_jax.driver`): at each scale's
-    start, say how it is tiled and open its progress line; after each chunk, update it;
+    start, say how it is tiled; after each chunk, update its progress line;
     every ``--save-every`` iterations a snapshot of the best image so far, every
     ``--checkpoint-every`` a checkpoint; at each scale's end, close its progress line and
     save a checkpoint (a resumed run need not do that scale again)."""
@@ -337,12 +337,14 @@ class RunHooks:
             runner.phase("optimising")
             self.started = True
         log_memory(self.log, at.scale, at.job)
-        description = "stylizing" if at.scale.count == 1 else f"stylizing ({at.scale.label()})"
-        self.bar = LoopProgress(description, at.scale.config.iterations,
-                                "loss {loss} (content {content}, style {style})",
-                                quiet=self.args.quiet).__enter__()
 
     def progress(self, at: driver.At) -> None:
+        if self.bar is None:  # opened at the scale's first chunk: none for a scale stopped before
+            description = ("stylizing" if at.scale.count == 1
+                           else f"stylizing ({at.scale.label()})")
+            self.bar = LoopProgress(description, at.scale.config.iterations,
+                                    "loss {loss} (content {content}, style {style})",
+                                    quiet=self.args.quiet).__enter__()
         total, terms = at.job.latest()
         self.bar.update(at.iteration, loss=f"{total:.4g}", content=f"{terms.content:.4g}",
                         style=f"{terms.style:.4g}")

@@ -1,7 +1,7 @@
 """What a single run's result is written as, for every tool that writes one (the command
 line and the web page): the image at its bit depth with the settings, the weights'
-provenance and the eq. 7 loss of exactly the pixels written in its metadata, and how the
-run ended."""
+provenance, how the run ended and the eq. 7 loss of exactly the pixels written in its
+metadata."""
 from __future__ import annotations
 
 import json
@@ -34,16 +34,6 @@ def save_result(path: pathlib.Path, job: stylize.Stylization, config, arguments:
     meta = png_metadata(config, arguments, weights_info, {**extra, **losses, "bit_depth": bits})
     images.save_image(path, image, meta, bits=bits)
     return image, total, terms
-
-
-def final_status(job: stylize.Stylization, status: str) -> str:
-    """How a run ended: ``nonfinite`` or ``converged`` as its state says, else ``status``
-    (``completed``, or how it was stopped)."""
-    if bool(job.state.nonfinite):
-        return "nonfinite"
-    if bool(job.state.converged) and status == "completed":
-        return "converged"
-    return status
 
 
 def scale_metadata(scale: coarse_to_fine.Scale) -> dict:

@@ -74,9 +74,10 @@ def _message() -> str:
 
 def _on_sigint(signum, frame) -> None:
     _State.interrupts += 1
-    for token in _State.tokens:
-        token.set(INTERRUPTED)
-    if _State.interrupts >= AT_ONCE:
+    if _State.interrupts < AT_ONCE:
+        for token in _State.tokens:
+            token.set(INTERRUPTED)
+    else:
         from nst_jax.files import remove_partial_files  # imported by then: the tool runs
 
         for cleanup in (remove_partial_files, *_CLEANUPS):

@@ -40,7 +40,7 @@ CONTACT_SHEET = "contact_sheet.png"
 def add_run_flags(parser: ArgumentParser) -> None:
     """``--quiet`` and the multi-process flags (also used by paper_figures.py)."""
     parser.add_argument("--quiet", action="store_true", help="print only the output folder and errors")
-    dist = parser.add_argument_group("several processes (multi-host); see README")
+    dist = parser.add_argument_group("several processes (multi-host); see docs/sweeps.md")
     dist.add_argument("--distributed", action="store_true",
                       help="join a multi-process run (jax.distributed.initialize; arguments "
                            "detected on TPU pods, SLURM and Open MPI)")
@@ -216,8 +216,9 @@ def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: i
     """Run ``grid`` on ``sweeper`` (:class:`nst_jax.sweep.Sweeper`) and write its
     outputs into ``folder`` as each chunk finishes (process 0; others pass None).
     Returns the :class:`nst_jax.sweep.PointResult` list. Ctrl-C ends the sweep after
-    the current call (the runner's stop token); the finished chunks and the current one
-    are written, then ``KeyboardInterrupt`` is raised."""
+    the current call (the runner's stop token, or Python's, :func:`nst_jax.stop.ctrl_c_sets`);
+    the finished chunks and the current one are written, then ``KeyboardInterrupt`` is
+    raised."""
     import jax
 
     writer = Writer(folder, grid, title) if folder is not None else None
@@ -252,10 +253,12 @@ def sweep_to_folder(grid, folder: pathlib.Path | None, sweeper, *, batch_size: i
                 writer.chunk(results)
                 runner.phase("sweeping", f"the finished points are in {folder}", check=False)
 
+        token = runner.stop_token()
         results = sweeper.run(grid, batch_size=batch_size, fixed_batch=fixed_batch,
-                              on_chunk=on_chunk, on_progress=on_progress,
-                              stop=runner.stop_token())
+                              on_chunk=on_chunk, on_progress=on_progress, stop=token)
     runner.check_interrupt()  # a Ctrl-C ended the sweep: raised here, its chunk written
+    if token.is_set():  # Ctrl-C outside the runner (a tool's main called directly)
+        raise KeyboardInterrupt
     return results
 
 

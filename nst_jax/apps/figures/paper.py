@@ -21,7 +21,7 @@ from nst_jax.sweep import Grid, PointResult
 FIG2_CONTENT_LAYERS = ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")
 # conv1_1; conv1_1 + conv2_1; ... ; conv1_1 ... conv5_1.
 FIG2_STYLE_SETS = tuple(STYLE_LAYERS[:k] for k in range(1, len(STYLE_LAYERS) + 1))
-# The paper's 1e-5 ... 1e-1, and 1: on these weights the useful range lies higher (README).
+# The paper's 1e-5 ... 1e-1, and 1: on these weights the useful range lies higher (docs/paper.md).
 FIG4_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FIG5_CONTENT_LAYERS = ("conv2_2", "conv4_2")
 # The paper shows Fig. 5 at α/β = 1e-3 on its normalised network. On these (unnormalised)

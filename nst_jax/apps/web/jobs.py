@@ -30,7 +30,8 @@ from typing import Any, Callable, Collection, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from nst_jax import coarse_to_fine, driver, images, stylize as core
+from nst_jax import coarse_to_fine, driver, images
+from nst_jax.inputs import Inputs, Network, load_inputs
 from nst_jax.apps.common.outputs import save_result, scale_metadata
 from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError, example_path
 from nst_jax.errors import NSTError, one_line
@@ -100,7 +101,7 @@ class Images(NamedTuple):
 
     @property
     def uploads(self) -> list[Upload]:
-        """Every file given (whose names :func:`load_inputs`' messages use)."""
+        """Every file given (whose names :func:`read_inputs`' messages use)."""
         return [u for u in [self.content, *self.styles, *self.masks] if u is not None]
 
 
@@ -290,10 +291,10 @@ def named_config(config: Config, uploads: Sequence[Upload]) -> Config:
                           style=rename(config.style), content_masks=rename(config.content_masks))
 
 
-def load_inputs(config: Config, uploads: Sequence[Upload]) -> core.Inputs:
+def read_inputs(config: Config, uploads: Sequence[Upload]) -> Inputs:
     """:func:`nst_jax.stylize.load_inputs`, with the uploaded names in its messages."""
     try:
-        return core.load_inputs(config)
+        return load_inputs(config)
     except ConfigError as e:
         message = f"{LABELS.get(e.field, e.field)} {e.problem_naming(labelled)}"
     except NSTError as e:
@@ -352,9 +353,9 @@ class _Clock:
         return rate, eta, self.first[0] - self.began
 
 
-def stylize_job(config: Config, network: core.Network, folder: pathlib.Path, *,
+def stylize_job(config: Config, network: Network, folder: pathlib.Path, *,
                 arguments: dict, stop: Stop | None = None, every: int = 10,
-                inputs: core.Inputs | None = None, shown: Config | None = None,
+                inputs: Inputs | None = None, shown: Config | None = None,
                 clock: Callable[[], float] = time.monotonic) -> Iterator[Update]:
     """Run ``config`` on ``network`` (:class:`nst_jax.driver.Run`), yielding an
     :class:`Update` every ``every`` iterations and a last one with the PNG written to
@@ -363,7 +364,7 @@ def stylize_job(config: Config, network: core.Network, folder: pathlib.Path, *,
     ``config``). Setting ``stop`` ends the run after the current chunk; the best image so
     far is kept and written (status ``stopped``)."""
     stop = stop if stop is not None else Stop()
-    inputs = inputs if inputs is not None else core.load_inputs(config)
+    inputs = inputs if inputs is not None else load_inputs(config)
     run = driver.Run(config, network, inputs=inputs, chunk=max(1, int(every)), stop=stop)
     timer = _Clock(run.total, clock)
     for at in run:
@@ -445,7 +446,7 @@ class SweepUpdate:
     eta: float | None = None
 
 
-def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path, *,
+def sweep(grid, inputs: Inputs, network: Network, folder: pathlib.Path, *,
           stop: Stop | None = None,
           clock: Callable[[], float] = time.monotonic) -> Iterator[SweepUpdate]:
     """Run ``grid`` as one compiled call per chunk (:class:`nst_jax.sweep.Sweeper`),
@@ -475,8 +476,9 @@ def sweep(grid, inputs: core.Inputs, network: core.Network, folder: pathlib.Path
                                         preprocessing=network.preprocessing,
                                         content_masks=inputs.content_masks,
                                         style_masks=inputs.style_masks)
-            sweeper.run(grid, on_chunk=on_chunk, on_progress=on_progress, stop=stop)
-            events.put(("end", "stopped" if stop.is_set() else "completed"))
+            done = sweeper.run(grid, on_chunk=on_chunk, on_progress=on_progress, stop=stop)
+            stopped = len(done) < len(grid) or any(r.status == "interrupted" for r in done)
+            events.put(("end", "stopped" if stopped else "completed"))
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             events.put(("error", e))
 

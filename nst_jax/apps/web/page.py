@@ -22,7 +22,7 @@ A job reads only files the server received as uploads and the bundled examples
 paths, reach no client (``show_error=False``). The API endpoints are ``/stylize``
 (``content``, ``style``, ``size``, ``iterations``, ``log_ratio``, ``seed`` -> the PNG) and
 ``/sweep`` (``content``, ``style``, ``ratios``, ``seeds``, ``size``, ``iterations`` ->
-the gallery and the contact sheet); the README shows them with ``gradio_client``.
+the gallery and the contact sheet); docs/web.md shows them with ``gradio_client``.
 """
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry: noth
 import gradio as gr  # noqa: E402
 from gradio import processing_utils, utils as gradio_utils  # noqa: E402
 
-from nst_jax import stylize as core  # noqa: E402
 from nst_jax.apps.common import runner  # noqa: E402
 from nst_jax.apps.web import jobs
 from nst_jax.apps.common.sweeps import DEFAULTS as SWEEP_DEFAULTS, format_value  # noqa: E402
 from nst_jax.config import COLOR_MODES, INITS, OPTIMIZERS, Config, example_path  # noqa: E402
 from nst_jax.errors import NSTError, one_line  # noqa: E402
+from nst_jax.inputs import Network  # noqa: E402
 from nst_jax.stop import Stop  # noqa: E402
 
 DEFAULTS = jobs.CLI
@@ -146,7 +146,7 @@ class App:
       concurrency: jobs at a time.
     """
 
-    def __init__(self, network: core.Network, limits: jobs.Limits, folder: pathlib.Path, *,
+    def __init__(self, network: Network, limits: jobs.Limits, folder: pathlib.Path, *,
                  concurrency: int = 1):
         self.network, self.limits, self.folder = network, limits, pathlib.Path(folder)
         self.concurrency = concurrency
@@ -186,7 +186,7 @@ class App:
             event.set()
 
     def _images(self, content, styles, weights, mode, masks):
-        """The uploads of the image controls, checked (:meth:`web_jobs.Trust.file`)."""
+        """The uploads of the image controls, checked (:meth:`jobs.Trust.file`)."""
         def upload(value, what):
             return jobs.upload(value, what, self.limits, self.trust)
 
@@ -206,7 +206,7 @@ class App:
                         stop: Stop) -> Iterator[jobs.Update]:
         """The :func:`nst_jax.apps.web.jobs.stylize_job` updates of a request."""
         config = self._config(images, **controls)
-        inputs = jobs.load_inputs(config, images.uploads)
+        inputs = jobs.read_inputs(config, images.uploads)
         arguments = {"content": images.content.name, "style": [s.name for s in images.styles],
                      **({"content_masks": [m.name for m in images.masks if m is not None]}
                         if images.mode == jobs.REGIONS else {}), **controls}
@@ -272,7 +272,7 @@ class App:
                       stop: Stop) -> Iterator[tuple[jobs.SweepUpdate, int]]:
         config = self._config(images, size=size, iterations=iterations, **shared)
         grid = jobs.sweep_grid(config, ratios, seeds, self.limits)
-        inputs = jobs.load_inputs(config, images.uploads)
+        inputs = jobs.read_inputs(config, images.uploads)
         for update in jobs.sweep(grid, inputs, self.network, self._job_folder(), stop=stop):
             yield update, len(grid)
 
@@ -341,7 +341,7 @@ class App:
                     sweep_iterations=min(SWEEP_DEFAULTS["iterations"], limits.max_iterations))
 
     def _job(self) -> dict:
-        """The event options of every job: one concurrency group, raw inputs (web_jobs
+        """The event options of every job: one concurrency group, raw inputs (jobs
         checks and reads the files itself, :class:`~nst_jax.apps.web.jobs.Trust`, with its
         own messages)."""
         return dict(concurrency_id=JOBS, concurrency_limit=self.concurrency, preprocess=False)

@@ -39,7 +39,7 @@ def build_parser() -> ArgumentParser:
         prog="serve",
         description="Serve nst_jax's web page: style transfer in the browser, with the image "
                     "shown as it forms, and sweeps of alpha/beta and seeds as one compiled grid. "
-                    "An API endpoint /stylize serves scripts (gradio_client; see README).")
+                    "An API endpoint /stylize serves scripts (gradio_client; see docs/web.md).")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; "
                              "0.0.0.0 lets every machine that can reach this one run jobs)")

@@ -19,8 +19,8 @@ def add_flags(p) -> None:
 
     p.add_argument("--neural-style-pt", default=None, metavar="DIR",
                    help="a checkout of ProGamerGov/neural-style-pt: run scripts/stylize.py against "
-                        "it, whole processes side by side (needs the bench extra; see README, "
-                        "Performance)")
+                        "it, whole processes side by side (needs the bench extra; see "
+                        "docs/performance.md)")
     p.add_argument("--peer-sizes", type=ints, default=list(DEFAULT_SIZES),
                    help="sizes for --neural-style-pt, px (default: 128,256,512)")
     p.add_argument("--peer-iterations", type=ints, default=[5, 45],

@@ -1,6 +1,6 @@
 """The quality case: coarse to fine against a single scale (``--quality-sizes``), the eq. 7
 loss at the last scale against the wall time, every variant from the same seed (see
-README, Coarse to fine)."""
+docs/high-resolution.md, Coarse to fine)."""
 from __future__ import annotations
 
 import os
@@ -83,6 +83,8 @@ def quality_case(size: int, iterations: int, start_size: int | None = None,
     outcome = driver.run(config, network, inputs=inputs, chunk=chunk, hooks=[
         driver.Hook(driver.SCALE_START, scale_start), driver.Hook(driver.EVERY_CHUNK, after_chunk),
         driver.Hook(driver.SCALE_END, scale_end), driver.Hook(driver.RUN_END, scale_end)])
+    if outcome.status == "interrupted":  # Ctrl-C reached the worker: no result, as before
+        raise KeyboardInterrupt
     job, paused = outcome.job, clock["paused"]
     seconds = time.perf_counter() - start - paused
     saved, total, terms = job.saved()
@@ -131,7 +133,7 @@ def add_flags(p) -> None:
     p.add_argument("--quality-sizes", type=ints, default=[],
                    help="coarse to fine against a single scale at these long sides, px: the eq. 7 "
                         "loss at that size against the wall time, every variant from the same "
-                        "seed (see README, Coarse to fine)")
+                        "seed (see docs/high-resolution.md, Coarse to fine)")
     p.add_argument("--quality-iterations", type=int, default=300,
                    help="iterations at the full size, every variant (default: 300)")
     p.add_argument("--quality-single-iterations", type=int, default=None,
