@@ -66,7 +66,7 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-run
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test,bench,plots,tiff,web,docs]'
+	$(BIN)/python -m pip install -e '.[test,bench,plots,tiff,web,docs,video]'
 	touch $@ $(VENV)/.installed-run $(VENV)/.installed-web $(VENV)/.installed-docs
 
 # Debian's Chromium for the browser test (as root, or through sudo). Elsewhere install a

@@ -1,0 +1,85 @@
+"""Temporal consistency for video: Ruder, Dosovitskiy & Brox, *Artistic style transfer for
+videos* (GCPR 2016), as pure JAX functions (jit- and vmap-able).
+
+Conventions. Images are ``(H, W, C)``; a flow is ``(H, W, 2)`` in pixels, ``(dx, dy)``
+per pixel. The *backward* flow of frame ``i``, ``w``, says where each pixel of frame
+``i`` was in frame ``i - 1``: ``frame_i(p) ≈ frame_{i-1}(p + w(p))``; the *forward*
+flow ``ŵ`` says where each pixel of frame ``i - 1`` goes in frame ``i``. (OpenCV's
+``calcOpticalFlow*(a, b)`` returns the flow ``f`` with ``a(p) ≈ b(p + f(p))``: the
+backward flow of frame ``i`` is ``calc(frame_i, frame_{i-1})``; :mod:`nst_jax.flow`.)
+
+- :func:`warp` — ``ω(p) = x(p + w(p))``: the previous stylised frame ``x`` carried into
+  the current one, bilinear, edges clamped.
+- :func:`consistency` — Ruder §3.2's weights ``c``: 0 where the forward–backward check
+  fails (disocclusions: ``|w + ŵ(p + w)|² > 0.01 (|w|² + |ŵ(p + w)|²) + 0.5``) or on
+  motion boundaries (``|∇u|² + |∇v|² > 0.01 |w|² + 0.002``), 1 elsewhere.
+- :func:`temporal_loss` — Ruder eq. 4: ``L = 1/D Σ_k c_k (x_k − ω_k)²`` with ``D = H W C``,
+  the mask-weighted squared difference to the warped previous result.
+- :func:`temporal_error` — the flicker measure: the mean squared difference between an
+  output frame and the previous output warped to it, over the consistent pixels only.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.ndimage import map_coordinates
+
+# Ruder et al.'s thresholds (after Sundaram, Brox & Keutzer 2010).
+OCCLUSION_RELATIVE, OCCLUSION_ABSOLUTE = 0.01, 0.5
+BOUNDARY_RELATIVE, BOUNDARY_ABSOLUTE = 0.01, 0.002
+
+
+def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
+    """``out(p) = image(p + flow(p))``: ``image`` ``(H, W, C)`` sampled bilinearly at the
+    positions the flow ``(H, W, 2)`` (``dx, dy`` in px) points to; positions outside the
+    image take the nearest edge pixel (OpenCV's ``remap`` with ``BORDER_REPLICATE``)."""
+    image = jnp.asarray(image)
+    flow = jnp.asarray(flow, image.dtype if jnp.issubdtype(image.dtype, jnp.floating)
+                       else jnp.float32)
+    h, w = image.shape[:2]
+    ys, xs = jnp.meshgrid(jnp.arange(h, dtype=flow.dtype), jnp.arange(w, dtype=flow.dtype),
+                          indexing="ij")
+    coordinates = [ys + flow[..., 1], xs + flow[..., 0]]
+    sample = lambda channel: map_coordinates(channel, coordinates, order=1, mode="nearest")  # noqa: E731
+    return jnp.moveaxis(jax.vmap(sample, in_axes=-1)(image), 0, -1)
+
+
+def _squared_norm(flow: jax.Array) -> jax.Array:
+    return jnp.sum(flow * flow, axis=-1)
+
+
+def consistency(backward: jax.Array, forward: jax.Array) -> jax.Array:
+    """Ruder's per-pixel weights ``c`` ``(H, W)`` for the current frame: 1 where the
+    backward flow ``(H, W, 2)`` (current -> previous) and the forward flow (previous ->
+    current) agree and the motion is smooth, 0 at disocclusions and motion boundaries."""
+    backward, forward = jnp.asarray(backward), jnp.asarray(forward)
+    forward_there = warp(forward, backward)  # ŵ(p + w(p))
+    round_trip = _squared_norm(backward + forward_there)
+    occluded = round_trip > OCCLUSION_RELATIVE * (
+        _squared_norm(backward) + _squared_norm(forward_there)) + OCCLUSION_ABSOLUTE
+    du_dy, du_dx = jnp.gradient(backward[..., 0])
+    dv_dy, dv_dx = jnp.gradient(backward[..., 1])
+    variation = du_dx**2 + du_dy**2 + dv_dx**2 + dv_dy**2
+    boundary = variation > BOUNDARY_RELATIVE * _squared_norm(backward) + BOUNDARY_ABSOLUTE
+    return jnp.where(occluded | boundary, 0.0, 1.0).astype(backward.dtype)
+
+
+def temporal_loss(pixels: jax.Array, warped: jax.Array, weights: jax.Array) -> jax.Array:
+    """Ruder eq. 4: ``1/D Σ_k c_k (x_k − ω_k)²`` over the ``D = H W C`` values of
+    ``pixels`` ``(H, W, C)``, with ``warped`` = ω (:func:`warp` of the previous result) and
+    ``weights`` = c ``(H, W)`` (:func:`consistency`), the same for every channel."""
+    pixels = jnp.asarray(pixels)
+    difference = pixels - jnp.asarray(warped, pixels.dtype)
+    return jnp.sum(jnp.asarray(weights, pixels.dtype)[..., None] * difference**2) / pixels.size
+
+
+def temporal_error(frame: jax.Array, previous: jax.Array, backward: jax.Array,
+                   weights: jax.Array) -> jax.Array:
+    """The flicker of ``frame`` after ``previous`` (two outputs, ``(H, W, C)``): the mean
+    over the consistent pixels (``weights`` = 1) and channels of the squared difference
+    between ``frame`` and ``previous`` warped by the input's backward flow (Ruder §5's
+    temporal error). NaN where no pixel is consistent."""
+    frame = jnp.asarray(frame, jnp.float32)
+    weights = jnp.asarray(weights, jnp.float32)
+    squared = jnp.sum((frame - warp(jnp.asarray(previous, jnp.float32), backward)) ** 2, axis=-1)
+    return jnp.sum(weights * squared) / (jnp.sum(weights) * frame.shape[-1])
