@@ -258,6 +258,35 @@ class Run:
         return self.outcome
 
 
+class Jobs:
+    """The shape of a run of many jobs one after another (the batches of a folder of
+    photos, the frames or passes of a clip): iterating it runs them and yields progress,
+    with Ctrl-C setting :attr:`stop` meanwhile (:func:`nst_jax.stop.ctrl_c_sets`);
+    calling it runs to the end. Either way :attr:`status` then says how it ended: what
+    :meth:`_jobs` set (e.g. ``nonfinite``), else the stop's reason, else ``completed``.
+    A subclass sets ``stop`` and ``status = None`` and writes :meth:`_jobs`, each job
+    advanced by :func:`advance`."""
+
+    stop: Stop
+    status: str | None
+
+    def _jobs(self) -> Iterator:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator:
+        with stopping.ctrl_c_sets(self.stop):
+            yield from self._jobs()
+        if self.status is None:
+            self.status = ((self.stop.reason or stopping.STOPPED) if self.stop.is_set()
+                           else "completed")
+
+    def __call__(self) -> str:
+        """Run to the end; the :attr:`status`."""
+        for _ in self:
+            pass
+        return self.status
+
+
 def run(config: Config, network: Network, **options) -> Outcome:
     """``Run(config, network, **options)()``: the whole run, its :class:`Outcome`."""
     return Run(config, network, **options)()

@@ -73,9 +73,10 @@ def style_sides(config: Config) -> tuple[tuple[int, str, str], ...]:
     return tuple(out)
 
 
-def load_inputs(config: Config) -> Inputs:
+def load_inputs(config: Config, *, content: np.ndarray | None = None) -> Inputs:
     """Read the images and masks ``config`` names, resized by ``size``, ``style_size`` /
-    ``style_scale`` (masks to their image's size).
+    ``style_scale`` (masks to their image's size). ``content``: the content image already
+    read (a video's frame, a photo of a batch) instead of ``config.content``.
 
     Raises:
       NSTError: a file is missing or unreadable (see :func:`nst_jax.images.load_image`),
@@ -83,7 +84,8 @@ def load_inputs(config: Config) -> Inputs:
         mask whose aspect ratio is not its image's (:func:`_load_mask`), or an ``init``
         that is neither ``noise``, ``content``, ``style`` nor an existing file.
     """
-    content = _load_sized(config.content, config.size, "content", "size")
+    if content is None:
+        content = _load_sized(config.content, config.size, "content", "size")
     styles = tuple(_load_sized(path, side, "style", field, shown)
                    for path, (side, field, shown) in zip(config.style, style_sides(config)))
     init = None

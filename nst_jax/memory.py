@@ -87,6 +87,38 @@ def point_bytes(shape: tuple[int, int], lbfgs_memory: int, gram_channels: Sequen
             + GRAM_BYTES_PER_ENTRY * float(sum(c * c for c in gram_channels)))
 
 
+def batch_size(count: int, each: float, devices: int, sharing: int, memory: float,
+               shape: tuple[int, int], what: str = "point of this sweep") -> int:
+    """Items per compiled call of a batch of ``count`` (sweep points, photos, frames), each
+    adding ``each`` bytes (:func:`point_bytes`), over ``devices`` devices of ``memory``
+    bytes each (``sharing`` of them share one memory, as a CPU's devices do): the whole
+    batch if it fits within :data:`AUTO_SHARE` of the memory, else calls as even as the
+    fit allows; a multiple of ``devices``. At least one per device while that fits in the
+    whole memory; every process of a multi-process run takes the tightest one's.
+
+    Raises:
+      NSTError: one item per device needs more than the whole ``memory``.
+    """
+    need = BASE_BYTES + each * sharing  # one item per device
+    # Items per device within the planned share; else 0 (one fits the memory) or -1.
+    per_device = max(int((AUTO_SHARE * memory - BASE_BYTES) // (each * sharing)),
+                     0 if need <= memory else -1)
+    if jax.process_count() > 1:  # every process runs the same chunks: the tightest one's
+        from jax.experimental import multihost_utils
+
+        per_device = int(np.min(multihost_utils.process_allgather(np.int64(per_device))))
+    if per_device < 0:
+        raise NSTError(f"one {what} at {shape[1]}x{shape[0]} px needs about "
+                       f"{need / 1e9:.1f} GB (with the process's {BASE_BYTES / 1e9:.1f} "
+                       f"GB), more than the {memory / 1e9:.1f} GB of memory here: use a "
+                       "smaller --size")
+    per_device = max(per_device, 1)  # beyond the planned share, within the memory: as a run
+    most = per_device * devices
+    calls = -(-count // most)
+    even = -(-count // calls)  # items per call, as even as the calls allow
+    return -(-even // devices) * devices  # a multiple of the devices, at most `most`
+
+
 class Choice(NamedTuple):
     """What :func:`choose` settled on: the tile side (None: untiled), the L-BFGS history,
     the bytes it expects, and a sentence saying why."""

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import colors, images, optimize, tiling
+from nst_jax import colors, images, optimize, temporal, tiling
 from nst_jax import memory as memory_model  # 'memory' here names a run's Choice
 from nst_jax.config import (  # noqa: F401
     CONTENT_LAYERS, DEFAULT_LBFGS_MEMORY, INITS, STYLE_LAYERS, Config, ConfigError)
@@ -221,6 +221,18 @@ def _features_program(module: VGG, preprocessing: Preprocessing, layers: tuple[s
                                                            preprocessing)(rgb))
 
 
+def device_features(params, module: VGG, preprocessing: Preprocessing, layers: Sequence[str]
+                    ) -> tuple[dict, FeaturesFn]:
+    """``(variables, features_fn)``: the network's variables (params and
+    :func:`nst_jax.vgg.ready_kernels`, host arrays, a loss's data) and the compiled
+    :data:`FeaturesFn` of ``layers`` with them put on the device once, for the calls
+    of :func:`compute_targets` (two or three for a run; one per item of a batch)."""
+    params = jax.tree_util.tree_map(np.asarray, params)
+    variables = {**params, **ready_kernels(params)}
+    return variables, functools.partial(_features_program(module, preprocessing, tuple(layers)),
+                                        jax.device_put(variables))
+
+
 def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.ndarray],
                   content_layers: Sequence[str], style_layers: Sequence[str], module: VGG,
                   preprocessing: Preprocessing = CAFFE, *,
@@ -238,10 +250,8 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.n
     """
     params = jax.tree_util.tree_map(np.asarray, params)
     content_layers, style_layers = tuple(content_layers), tuple(style_layers)
-    variables = {**params, **ready_kernels(params)}
-    features_fn = functools.partial(
-        _features_program(module, preprocessing, content_layers + style_layers),
-        jax.device_put(variables))  # on the device once, for the two or three calls
+    variables, features_fn = device_features(params, module, preprocessing,
+                                             content_layers + style_layers)
     styles = as_style_list(style)
     targets = compute_targets(features_fn, np.asarray(content, np.float32),
                               [np.asarray(s, np.float32) for s in styles], content_layers,
@@ -441,7 +451,8 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
             preprocessing: Preprocessing = CAFFE, init_image: np.ndarray | None = None,
             content_masks: np.ndarray | None = None,
             style_masks: Sequence[np.ndarray | None] | None = None,
-            start: np.ndarray | None = None) -> Stylization:
+            start: np.ndarray | None = None, temporal_target: temporal.Target | None = None,
+            temporal_weight: float = 0.0) -> Stylization:
     """Set up a style transfer of ``content`` in the style of ``style``.
 
     Args:
@@ -462,6 +473,10 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
         ``preserve_colors`` puts the content's colours back), used as they are instead of
         ``config.init`` (:mod:`nst_jax.coarse_to_fine` passes the previous scale's
         result here).
+      temporal_target / temporal_weight: a video frame's :class:`nst_jax.temporal.Target`
+        (the previous result warped into this frame, and where to trust it) and γ: the
+        loss is then Ruder et al.'s eq. 7 (:func:`nst_jax.temporal.with_temporal`), the
+        target a data argument, so every frame of a clip shares the compiled programs.
     """
     module = module or network(config)
     settings = optimizer_settings(config)
@@ -488,14 +503,18 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     else:
         x0 = initial_pixels(init, seen_content, styles[0], config.seed, config.noise_amplitude)
     weights_ = loss_weights(config)
+    fn, data = loss_fn.fn, loss_fn.data
+    if temporal_target is not None:  # exact when tiled too: the term is of the pixels alone
+        fn, data = temporal.with_temporal(fn), (data, temporal_target)
+        weights_ = temporal.TemporalWeights(weights_, np.float32(temporal_weight))
 
     # The kernels and targets enter the compiled functions as an argument (see Loss), put
     # on the device once.
-    data = jax.device_put(loss_fn.data)
+    data = jax.device_put(data)
     # A tiled loss's function is new with each build (its plan and kernels inside): not
     # cached, so that a long process does not keep every tiled run's kernels alive.
     programs = compiled_programs if loss_fn.plan is None else compiled_programs.__wrapped__
-    start_fn, run, terms = programs(loss_fn.fn, settings, config.iterations)
+    start_fn, run, terms = programs(fn, settings, config.iterations)
     state = start_fn(x0, weights_, data)
     return Stylization(config, loss_fn, weights_, state, np.asarray(content, np.float32),
                        functools.partial(run, data=data),

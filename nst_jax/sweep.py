@@ -213,7 +213,7 @@ def default_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), (GRID_AXIS,))
 
 
-def _place(mesh: Mesh, tree, spec: PartitionSpec):
+def place(mesh: Mesh, tree, spec: PartitionSpec):
     """Host arrays -> global arrays on ``mesh`` (works across processes: each fills its shards)."""
     sharding = NamedSharding(mesh, spec)
 
@@ -299,7 +299,7 @@ class Sweeper:
         self.settings = settings = settings or optimizer_settings(Config())
         self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
         module = self.module = module or VGG19()
-        replicated = functools.partial(_place, self.mesh, spec=PartitionSpec())
+        replicated = functools.partial(place, self.mesh, spec=PartitionSpec())
         self.content = replicated(np.asarray(content, np.float32))
         # Initialisation from the style image starts from (the first) one at the content's size.
         self.style_start = replicated(resize_to(styles[0], content.shape[:2]))
@@ -413,7 +413,7 @@ class Sweeper:
         size = len(points.init)
         if size % self.num_devices:
             raise NSTError(f"a batch of {size} points does not split over {self.num_devices} devices")
-        return _place(self.mesh, points, PartitionSpec(GRID_AXIS))
+        return place(self.mesh, points, PartitionSpec(GRID_AXIS))
 
     def start(self, points: Point) -> optimize.OptimizeState:
         """The batch's initial states (one initial loss+gradient evaluation each)."""
@@ -526,24 +526,7 @@ def fitting_batch_size(grid: Grid, shape: tuple[int, int], module: VGG | None = 
     regions = len(grid.configs[0].content_masks or [None])
     each = memory_model.point_bytes(shape, grid.settings.memory_size,
                                     [channels[l] for l in grid.style_layers] * regions)
-    need = memory_model.BASE_BYTES + each * sharing  # one point per device
-    # Points per device within the planned share; else 0 (one fits the memory) or -1.
-    per_device = max(int((memory_model.AUTO_SHARE * memory - memory_model.BASE_BYTES)
-                         // (each * sharing)), 0 if need <= memory else -1)
-    if jax.process_count() > 1:  # every process runs the same chunks: the tightest one's
-        from jax.experimental import multihost_utils
-
-        per_device = int(np.min(multihost_utils.process_allgather(np.int64(per_device))))
-    if per_device < 0:
-        raise NSTError(f"one point of this sweep at {shape[1]}x{shape[0]} px needs about "
-                       f"{need / 1e9:.1f} GB (with the process's {memory_model.BASE_BYTES / 1e9:.1f} "
-                       f"GB), more than the {memory / 1e9:.1f} GB of memory here: use a "
-                       "smaller --size")
-    per_device = max(per_device, 1)  # beyond the planned share, within the memory: as a run
-    most = per_device * devices
-    calls = -(-len(grid) // most)
-    even = -(-len(grid) // calls)  # points per call, as even as the calls allow
-    return -(-even // devices) * devices  # a multiple of the devices, at most `most`
+    return memory_model.batch_size(len(grid), each, devices, sharing, memory, shape)
 
 
 def run_grid(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params, grid: Grid, *,

@@ -17,8 +17,16 @@ backward flow of frame ``i`` is ``calc(frame_i, frame_{i-1})``; :mod:`nst_jax.fl
   the mask-weighted squared difference to the warped previous result.
 - :func:`temporal_error` — the flicker measure: the mean squared difference between an
   output frame and the previous output warped to it, over the consistent pixels only.
+- :func:`with_temporal` — Ruder eq. 7, ``L = α L_content + β L_style + γ D L_temporal``: a
+  loss function of :mod:`nst_jax.stylize` (``fn(pixels, weights, data)``) with the
+  temporal term added, its :class:`Target` (``ω``, ``c``) a data argument and ``γ`` a
+  weight (:class:`TemporalWeights`), so every frame of a video runs the same compiled
+  program, and a batch of frames is one ``vmap``.
 """
 from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,3 +91,53 @@ def temporal_error(frame: jax.Array, previous: jax.Array, backward: jax.Array,
     weights = jnp.asarray(weights, jnp.float32)
     squared = jnp.sum((frame - warp(jnp.asarray(previous, jnp.float32), backward)) ** 2, axis=-1)
     return jnp.sum(weights * squared) / (jnp.sum(weights) * frame.shape[-1])
+
+
+class Target(NamedTuple):
+    """What a frame's temporal term pulls towards: ``warped`` ``(H, W, 3)``, the previous
+    result carried into this frame (ω), and ``weights`` ``(H, W)``, where that carrying
+    can be trusted (c)."""
+
+    warped: jax.Array
+    weights: jax.Array
+
+
+class TemporalWeights(NamedTuple):
+    """The weights of Ruder eq. 7: ``eq7``, those of the loss it extends (a
+    :class:`nst_jax.losses.LossWeights`), and ``temporal``, γ (a scalar)."""
+
+    eq7: object
+    temporal: jax.Array
+
+
+@jax.jit
+def target_of(previous: jax.Array, backward: jax.Array, forward: jax.Array) -> Target:
+    """The :class:`Target` of a frame: ``previous`` (the neighbour's result) warped by the
+    ``backward`` flow (this frame -> the neighbour), weighted by :func:`consistency` of
+    the two flows."""
+    return Target(warp(previous, backward), consistency(backward, forward))
+
+
+def no_target(shape: tuple[int, ...]) -> Target:
+    """A frame without a neighbour (the first one): weights 0, so no temporal term."""
+    return Target(jnp.zeros(shape, jnp.float32), jnp.zeros(shape[:2], jnp.float32))
+
+
+@functools.lru_cache(maxsize=32)
+def with_temporal(fn: Callable) -> Callable:
+    """Ruder eq. 7 on top of the loss ``fn(pixels, weights, data) -> (total, terms)``:
+    ``fn'(pixels, TemporalWeights(weights, γ), (data, Target)) -> (total + γ D L_temporal,
+    terms)`` (:func:`temporal_loss`; the terms are ``fn``'s). γ weights ``D L_temporal``,
+    the *sum* over the ``D`` values rather than Ruder's mean, because the paper's content
+    term (eq. 1) is a sum over positions too: both grow with the image, so one γ keeps
+    the same balance at every size. Cached per ``fn``, so that the compiled programs
+    keyed by it are shared by every frame."""
+
+    def loss(pixels, weights, data):
+        inner, target = data
+        total, terms = fn(pixels, weights.eq7, inner)
+        # D L_temporal: the sum over the values, as eq. 1 sums over positions (see above).
+        term = temporal_loss(pixels, target.warped, target.weights) * pixels.size
+        return total + jnp.asarray(weights.temporal, total.dtype) * term, terms
+
+    return loss

@@ -2,6 +2,7 @@
 largest-size search, the flags, the registry's contract (one property test per kind), the
 worker protocol, and one small end-to-end run on the real weights (the PyTorch baseline
 included when torch is installed)."""
+import argparse
 import importlib.util
 import json
 import os
@@ -193,7 +194,8 @@ def test_every_kind_runs_once_and_every_worker_case_is_a_kind():
     assert sorted(RUN_ORDER) == sorted(KINDS)
     assert set(CASES) <= set(KINDS) and all(callable(f) for f in CASES.values())
     # the kinds whose cases other kinds' run in their workers
-    assert {"speed", "memory", "parity", "quality", "profile", "startup", "binding"} == set(CASES)
+    assert {"speed", "memory", "parity", "quality", "profile", "startup", "binding",
+            "video"} <= set(CASES)
 
 
 @pytest.mark.parametrize("name", list(KINDS))
@@ -233,3 +235,42 @@ def test_the_report_shows_the_standalone_tables_alone_without_a_speed_case():
     alone = report.markdown({**results, "speed": []}, KINDS.values())
     assert "| size | precision |" not in alone and "Parity" not in alone
     assert "| single scale | failed: boom |" in alone and alone.startswith("Machine: a CPU")
+
+
+def test_the_video_case_measures_a_schedule(real_weights, tmp_path):
+    from nst_jax.apps.benchmark.cases import video as video_case
+
+    case = video_case.video_case("multipass", size=32, frames=2, iterations=2,
+                                 temporal_weight=1e6, passes=2, images=str(tmp_path))
+    assert case["status"] == "completed" and case["frames"] == 2 and case["frames_per_hour"] > 0
+    assert np.isfinite(case["flicker"]) and case["style"] > 0 and case["flow_seconds"] >= 0
+    assert len(list(tmp_path.glob("video_multipass_*.png"))) == 2
+
+
+def test_the_video_kind_runs_every_schedule_side_by_side(tmp_path, monkeypatch):
+    from nst_jax import images as image_io
+    from nst_jax.apps.benchmark.cases import video as video_case
+
+    rng = np.random.default_rng(0)
+
+    def fake(name, timeout=None, *, schedule, size, frames, images: str, **kw):
+        names = [schedule] + (["input"] if schedule == "independent" else [])
+        for label in names:
+            for t in range(frames):
+                images_path = pathlib.Path(images) / f"video_{label}_{t + 1:02d}.png"
+                image_io.save_png(images_path, rng.random((24, 32, 3)))
+        return {"schedule": schedule, "size": size, "frames": frames, "iterations": 2,
+                "passes": 2, "temporal_weight": 0.0 if schedule == "independent" else 1e6,
+                "flicker": {"independent": 0.02, "sequential": 0.004}.get(schedule, 0.006),
+                "style": 1.0, "content": 2.0, "frames_per_hour": 100.0, "seconds": 10.0,
+                "flow_seconds": 0.1}
+
+    monkeypatch.setattr(worker, "run_in_subprocess", fake)
+    args = argparse.Namespace(video_size=32, video_frames=3, video_iterations=2, video_weight=1e6,
+                              video_passes=2, video_images=str(tmp_path))
+    results = {}
+    video_case.run(results, **video_case.plan(args), log=lambda line: None)
+    assert [c["schedule"] for c in results["video"]] == list(video_case.SCHEDULES)
+    assert (tmp_path / "video_strip.png").is_file() and (tmp_path / "video_flicker.png").is_file()
+    table = "\n".join(video_case.markdown(results))
+    assert "| sequential | 1e+06 | 0.004 | 0.20 |" in table and "× independent" in table

@@ -7,6 +7,9 @@ best image as an 8- or 16-bit PNG or TIFF with an sRGB ICC profile (atomically),
 the settings and the eq. 7 loss of exactly those pixels in its metadata. Errors and
 Ctrl-C are handled by :mod:`nst_jax.apps.common.runner`.
 
+Many photos: ``--content`` given a folder or several files runs them in batches into an
+``--output`` folder (:mod:`nst_jax.apps.cli.photos`).
+
 Long runs: with ``--start-size`` it runs coarse to fine (:mod:`nst_jax.coarse_to_fine`),
 one progress line per scale; ``--checkpoint-every``, ``--checkpoint`` and ``--resume``
 save the optimiser's state and continue from it (:mod:`nst_jax.checkpoint`), and a
@@ -22,12 +25,14 @@ import sys
 from typing import Sequence
 
 from nst_jax import checkpoint, coarse_to_fine, driver, files, images, stylize, tiling
+from nst_jax.apps.cli import photos
 from nst_jax.apps.common import runner
 from nst_jax.apps.common.flags import (ArgumentParser, ConfigFlags, UsageError, file_path, parse_and_run,
                                 refuse_replacing_inputs)
 from nst_jax.apps.common.outputs import save_result, scale_metadata
 from nst_jax.apps.common.progress import LoopProgress
 from nst_jax.apps.common.runner import ExitCode
+from nst_jax.config import ALIASES, FIELDS
 from nst_jax.errors import one_line
 
 DEFAULT_OUTPUT = "stylized.png"
@@ -42,11 +47,13 @@ def build_parser() -> tuple[ArgumentParser, ConfigFlags]:
                     "its VGG19 conv4_2 features match the content image and its Gram matrices "
                     "match the style image's. With no arguments, stylizes the bundled photo of "
                     "Chelsea the cat in the style of The Starry Night.")
-    flags = ConfigFlags(parser)
+    flags = ConfigFlags(parser, fields=[f for f in FIELDS if f != "content"] + list(ALIASES))
+    photos.add_content_flag(parser, flags)  # one file, or many photos
     out = parser.add_argument_group("output")
-    out.add_argument("--output", default=DEFAULT_OUTPUT, type=file_path,
+    out.add_argument("--output", default=None, type=file_path,
                      help=f"output image, written atomically with an sRGB ICC profile: .png, or "
-                          f".tif/.tiff (needs the tifffile package) (default: {DEFAULT_OUTPUT})")
+                          f".tif/.tiff (needs the tifffile package) (default: {DEFAULT_OUTPUT}); "
+                          f"with many photos, their folder (default: {photos.DEFAULT_FOLDER}/)")
     out.add_argument("--bit-depth", type=int, choices=images.BIT_DEPTHS, default=8,
                      help="bits per sample of the output: 16 keeps the optimiser's precision "
                           "(no 8-bit banding in prints); the loss reported is of the pixels "
@@ -56,6 +63,7 @@ def build_parser() -> tuple[ArgumentParser, ConfigFlags]:
                           "iterations (default: 0 = never)")
     out.add_argument("--quiet", action="store_true", help="print only the output path and errors")
     add_long_run_flags(parser)
+    photos.add_flags(parser)
     return parser, flags
 
 
@@ -68,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args, flags: ConfigFlags) -> int:
+    if photos.many(args):
+        return photos.run(args, flags)
+    photos.check_one(args)
+    args.output = args.output or DEFAULT_OUTPUT
     config = flags.config(args)
     if args.save_every < 0:
         raise UsageError(f"--save-every must be >= 0, got {args.save_every}")

@@ -265,6 +265,7 @@ TOOLS = {
     "paper_figures": "nst_jax.apps.figures.paper_figures",
     "control_figures": "nst_jax.apps.figures.control_figures",
     "serve": "nst_jax.apps.web.serve",
+    "video": "nst_jax.apps.cli.video",
 }
 
 
@@ -290,3 +291,7 @@ def control_figures() -> int:
 
 def serve() -> int:
     return run_tool(TOOLS["serve"])
+
+
+def video() -> int:
+    return run_tool(TOOLS["video"])

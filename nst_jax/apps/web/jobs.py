@@ -13,7 +13,10 @@ results into the page; everything here works without gradio (and is tested so):
   the PNG the command line writes (:func:`nst_jax.apps.common.outputs.png_metadata`);
 - :func:`sweep_grid` and :func:`sweep` run α/β values x seeds as one compiled grid
   (:class:`nst_jax.sweep.Sweeper`) and write what ``scripts/sweep.py`` writes (the
-  points' PNGs and the contact sheet).
+  points' PNGs and the contact sheet);
+- :func:`video_config`, :func:`video_settings` and :func:`video_job` stylise a short
+  uploaded clip (:class:`nst_jax.video.VideoRun`) within the server's video limits, yield
+  the frames as they finish and end with the H.264 mp4 (:func:`nst_jax.frames.write_video`).
 
 Every bad input is an :class:`~nst_jax.errors.NSTError` whose message is one line meant
 for the person at the page; the file paths in it are the names they uploaded.
@@ -24,13 +27,15 @@ import dataclasses
 import math
 import pathlib
 import queue
+import re
+import shutil
 import threading
 import time
 from typing import Any, Callable, Collection, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from nst_jax import coarse_to_fine, driver, images
+from nst_jax import coarse_to_fine, driver, frames as clips, images, video
 from nst_jax.inputs import Inputs, Network, load_inputs
 from nst_jax.apps.common.outputs import save_result, scale_metadata
 from nst_jax.config import INITS, MAX_ITERATIONS, MAX_SEED, Config, ConfigError, example_path
@@ -51,26 +56,40 @@ CLI = Config()
 DEFAULT_LOG_RATIO = round(math.log10(CLI.alpha / CLI.beta), 6)
 # The bundled example images a request may name (nst_jax/examples).
 EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# The largest video limits a server may set (--max-video-frames, --max-video-seconds).
+MAX_VIDEO_FRAMES, MAX_VIDEO_SECONDS = 10_000, 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """What the server accepts (its flags): the largest output side in px, the most
-    iterations (of each scale), the largest upload in MB, the most points of a sweep."""
+    iterations (of each scale, and of each video frame), the largest upload in MB (a clip
+    too), the most points of a sweep; for a video, the most frames, the largest frame
+    side in px and the most seconds taken from the clip."""
 
     max_size: int = 512
     max_iterations: int = 1000
     max_upload_mb: float = 20.0
     max_points: int = 16
+    # A CPU server: 48 frames of 256 px at 50 iterations each take minutes, not hours.
+    max_video_frames: int = 48
+    max_video_size: int = 256
+    max_video_seconds: float = 10.0
 
     def __post_init__(self):
         for name, low, high in (("max_size", images.MIN_SIDE, images.MAX_SIDE),
-                                ("max_iterations", 1, MAX_ITERATIONS), ("max_points", 1, 1024)):
+                                ("max_iterations", 1, MAX_ITERATIONS), ("max_points", 1, 1024),
+                                ("max_video_frames", 1, MAX_VIDEO_FRAMES),
+                                ("max_video_size", images.MIN_SIDE, images.MAX_SIDE)):
             value = getattr(self, name)
             if not (isinstance(value, int) and low <= value <= high):
                 raise NSTError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
         if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0):
             raise NSTError(f"max_upload_mb must be a number > 0, got {self.max_upload_mb!r}")
+        if not (math.isfinite(self.max_video_seconds)
+                and 0 < self.max_video_seconds <= MAX_VIDEO_SECONDS):
+            raise NSTError(f"max_video_seconds must be a number > 0 and at most "
+                           f"{MAX_VIDEO_SECONDS:g}, got {self.max_video_seconds!r}")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -153,16 +172,20 @@ class Trust:
         return None
 
 
-def refused(what: str) -> str:
+def refused(what: str, examples: bool = True) -> str:
     """The one answer to a file a request may not name: the same for every such path
-    (missing, unreadable, a system file, an image outside the uploads), naming none."""
-    return f"the {what} is not a file this server received; upload it again (or pick an example)"
+    (missing, unreadable, a system file, an image outside the uploads), naming none.
+    ``examples``: whether the input offers bundled examples (a clip does not)."""
+    return (f"the {what} is not a file this server received; upload it again"
+            + (" (or pick an example)" if examples else ""))
 
 
-def upload(value: Any, what: str, limits: Limits, trust: Trust) -> Upload | None:
+def upload(value: Any, what: str, limits: Limits, trust: Trust, *,
+           examples: bool = True) -> Upload | None:
     """The file of a page input (gradio's file data ``{"path", "orig_name"}``, a path, or
     None for none), checked: a file the request may name (``trust``, :meth:`Trust.file`;
-    :func:`refused` otherwise) no larger than ``limits.max_upload_mb``."""
+    :func:`refused` otherwise) no larger than ``limits.max_upload_mb``. ``examples=False``:
+    an upload only, never a bundled example (the clip of a video)."""
     if value is None or value == "":
         return None
     if isinstance(value, dict):
@@ -171,9 +194,11 @@ def upload(value: Any, what: str, limits: Limits, trust: Trust) -> Upload | None
         path, name = value, None
     if path is None or path == "":
         return None
+    if not examples:
+        trust = dataclasses.replace(trust, bundled=frozenset())
     real = trust.file(path)
     if real is None:
-        raise NSTError(refused(what))
+        raise NSTError(refused(what, examples))
     name = " ".join(name.split()) if isinstance(name, str) and name.strip() else real.name
     path = real
     size = path.stat().st_size
@@ -291,10 +316,12 @@ def named_config(config: Config, uploads: Sequence[Upload]) -> Config:
                           style=rename(config.style), content_masks=rename(config.content_masks))
 
 
-def read_inputs(config: Config, uploads: Sequence[Upload]) -> Inputs:
-    """:func:`nst_jax.stylize.load_inputs`, with the uploaded names in its messages."""
+def read_inputs(config: Config, uploads: Sequence[Upload], *,
+                content: np.ndarray | None = None) -> Inputs:
+    """:func:`nst_jax.stylize.load_inputs`, with the uploaded names in its messages
+    (``content``: the content already read, a video's first frame)."""
     try:
-        return load_inputs(config)
+        return load_inputs(config, content=content)
     except ConfigError as e:
         message = f"{LABELS.get(e.field, e.field)} {e.problem_naming(labelled)}"
     except NSTError as e:
@@ -514,3 +541,259 @@ def sweep(grid, inputs: Inputs, network: Network, folder: pathlib.Path, *,
                 return
     finally:
         stop.set()  # a caller that leaves early (a closed page) ends the sweep's thread too
+
+
+# --- video ----------------------------------------------------------------------------------
+
+SCHEDULE_LABELS = {"sequential": "Sequential", "multipass": "Multi-pass",
+                   "independent": "Independent"}
+# What the clip input reads, by the file's first bytes: ISO media (MP4, MOV, M4V), EBML
+# (Matroska, WebM), GIF, AVI. FFmpeg picks a demuxer by content and by name; a text
+# playlist (HLS, ffconcat) would make it open other files of the server, so only these
+# containers reach it, under a name of the server's choosing (read_clip).
+CLIP_KINDS = "MP4, MOV, WebM, MKV, AVI or GIF"
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+# A clip's frames per second, at most (the page's control).
+MAX_CLIP_FPS = 60
+
+
+def clip_suffix(path: pathlib.Path) -> str | None:
+    """The suffix of the container ``path`` holds, read from its first bytes
+    (``.mp4``, ``.mkv``, ``.gif``, ``.avi``), or None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[4:8] in _ISO_BOXES:
+        return ".mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return ".mkv"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return ".gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return ".avi"
+    return None
+
+
+def video_limits(limits: Limits) -> Limits:
+    """``limits`` with the video's largest side for :func:`make_config`'s Size."""
+    return dataclasses.replace(limits, max_size=limits.max_video_size)
+
+
+def video_config(*, clip: Upload | None, styles: Sequence[Upload | None],
+                 weights: Sequence[Any] = (), mode: str = BLEND, limits: Limits = Limits(),
+                 **controls) -> Config:
+    """The :class:`Config` of each frame of ``clip`` (:func:`make_config`'s controls but
+    regions and coarse to fine, which belong to one image), its Size within
+    ``limits.max_video_size``."""
+    if clip is None:
+        raise NSTError("upload a clip to stylise")
+    if mode == REGIONS:
+        raise NSTError("a video blends its styles over every frame: regions belong to one "
+                       "image (choose blend under Several styles)")
+    config = make_config(content=clip, styles=styles, weights=weights, mode=BLEND,
+                         start_size=0, limits=video_limits(limits), **controls)
+    video.check(config)
+    return config
+
+
+def video_settings(schedule: Any = "sequential",
+                   temporal_weight: Any = video.DEFAULT_TEMPORAL_WEIGHT,
+                   passes: Any = video.DEFAULT_PASSES) -> video.VideoSettings:
+    """The :class:`nst_jax.video.VideoSettings` of the page's controls."""
+    if schedule not in video.SCHEDULES:
+        raise NSTError(f"Schedule must be one of {', '.join(video.SCHEDULES)}")
+    weight = number(temporal_weight, "Temporal weight")
+    if weight < 0:
+        raise NSTError(f"Temporal weight must be a number >= 0, got {weight:g}")
+    count = whole_number(passes, "Passes", 2, 16)
+    return video.VideoSettings(schedule=schedule, temporal_weight=weight, passes=count).resolved()
+
+
+def read_clip(clip: Upload, folder: pathlib.Path, limits: Limits, *, size: int, fps: Any,
+              start: Any = 0.0, seconds: Any = None) -> tuple[clips.Clip, pathlib.Path]:
+    """The frames of ``clip`` from ``start`` for ``seconds`` (at most
+    ``limits.max_video_seconds``) at ``fps`` frames a second, ``size`` px on the long
+    side; at most ``limits.max_video_frames``. The file is copied into ``folder`` under a
+    name of the server's (``clip.mp4``, ...) after its first bytes show a container of
+    :data:`CLIP_KINDS`, and read from there; returns the clip and that copy (the audio's
+    source; the caller removes it). Messages name the clip by its uploaded name."""
+    fps = whole_number(fps, "Frames per second", 1, MAX_CLIP_FPS)
+    start = number(start, "Start")
+    if start < 0:
+        raise NSTError(f"Start must be a number of seconds >= 0, got {start:g}")
+    seconds = limits.max_video_seconds if seconds is None else number(seconds, "Seconds")
+    if not 0 < seconds <= limits.max_video_seconds:
+        raise NSTError(f"Seconds must be above 0 and at most {limits.max_video_seconds:g} "
+                       f"(this server's limit), got {seconds:g}")
+    suffix = clip_suffix(clip.path)
+    if suffix is None:
+        raise NSTError(f"the clip {clip.name} is not a video this server reads ({CLIP_KINDS})")
+    local = folder / f"clip{suffix}"
+    shutil.copyfile(clip.path, local)
+    try:
+        return clips.read(local, long_side=size, fps=fps, start=start, duration=seconds,
+                          max_frames=limits.max_video_frames), local
+    except BaseException as e:
+        local.unlink(missing_ok=True)
+        if not isinstance(e, NSTError):
+            raise
+        message = one_line(e)
+        too_many = re.search(r"has (about )?(\d+) frames, more than the limit", message)
+        if too_many:  # frames.read's words are the command line's (--duration, --every)
+            raise NSTError(
+                f"the clip {clip.name} gives {too_many.group(1) or ''}{too_many.group(2)} "
+                f"frames at {fps} frames a second over {seconds:g} s; this server takes at "
+                f"most {limits.max_video_frames}: take fewer seconds or fewer frames a "
+                f"second") from None
+        raise NSTError(_private(message, {local: clip.name}, folder)) from None
+
+
+def _private(message: str, names: dict, folder: pathlib.Path) -> str:
+    """``message`` with each path of ``names`` replaced by its name, and anything else in
+    the job's ``folder`` by ``…`` (a message never names the server's files)."""
+    for path, name in names.items():
+        message = message.replace(str(path), name)
+    return message.replace(str(folder), "…")
+
+
+@dataclasses.dataclass
+class VideoUpdate:
+    """Where a video job stands, after a chunk of iterations (or at its end).
+
+    ``frames``: the finished frames so far, in order, as ``(PNG, caption)`` (a multi-pass
+    run shows each pass's frames as it ends; the last pass's are the result);
+    ``changed``: whether they differ from the previous update's; ``count``: frames of the
+    clip, ``shape`` ``(H, W)`` and ``fps``; ``frame``: the frame under way (1-based; the
+    first of those run at once, ``batch``); ``pass_`` of ``passes``; ``iteration`` of
+    ``iterations`` (of this frame or pass); ``done`` / ``total``: frame-iterations done
+    and to do; ``per_hour``: frames an hour (every pass counted) since the first chunk;
+    ``eta``: seconds left; ``startup``: seconds from the request to the first chunk's end;
+    ``status``: ``running``, then ``completed``, ``stopped`` or ``nonfinite``; ``output``:
+    the mp4, once written (only a completed run writes one).
+    """
+
+    frames: list
+    changed: bool
+    count: int
+    shape: tuple[int, int]
+    fps: float
+    frame: int
+    batch: int
+    pass_: int
+    passes: int
+    iteration: int
+    iterations: int
+    done: int
+    total: int
+    per_hour: float | None
+    eta: float | None
+    startup: float | None
+    status: str = "running"
+    output: pathlib.Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+
+def video_job(config: Config, network: Network, folder: pathlib.Path, *, clip: Upload,
+              settings: video.VideoSettings = video.VideoSettings(), limits: Limits = Limits(),
+              fps: Any = 8, start: Any = 0.0, seconds: Any = None,
+              uploads: Sequence[Upload] = (), stop: Stop | None = None, every: int = 10,
+              clock: Callable[[], float] = time.monotonic) -> Iterator[VideoUpdate]:
+    """Stylise the frames of ``clip`` (:func:`read_clip`: ``fps``, ``start``, ``seconds``
+    within ``limits``) with ``config`` on ``network`` in ``settings``' schedule
+    (:class:`nst_jax.video.VideoRun`), yielding a :class:`VideoUpdate` every ``every``
+    iterations; each finished frame is written to ``folder/frames/frame_NNNNN.png`` (a
+    multi-pass run's earlier passes to ``folder/pass_N/``). A completed run ends with
+    ``folder/stylized.mp4`` (H.264 at the frames' rate, with the clip's audio of their
+    span). ``stop``
+    ends the run after the current chunk: the frame (or pass) under way is dropped, the
+    frames done are kept, and no mp4 is written (status ``stopped``). ``uploads``: the
+    style images, whose names the messages use."""
+    stop = stop if stop is not None else Stop()
+    began = clock()
+    source, local = read_clip(clip, folder, limits, size=config.size, fps=fps, start=start,
+                              seconds=seconds)
+    try:
+        yield from _video_run(config, network, folder, source, local, clip=clip,
+                              settings=settings, uploads=uploads, stop=stop, every=every,
+                              clock=clock, began=began)
+    finally:
+        local.unlink(missing_ok=True)  # the copy FFmpeg read (as large as the upload)
+
+
+def _video_run(config: Config, network: Network, folder: pathlib.Path, source: clips.Clip,
+               local: pathlib.Path, *, clip: Upload, settings: video.VideoSettings,
+               uploads: Sequence[Upload], stop: Stop, every: int, clock: Callable[[], float],
+               began: float) -> Iterator[VideoUpdate]:
+    """:func:`video_job` once its clip is read (``source``, from its copy ``local``)."""
+    inputs = read_inputs(config, [clip, *uploads], content=source.frames[0])
+    count = len(source.frames)
+    per_pass = settings.iterations_per_pass(config)
+    passes = len(per_pass)
+    shown: dict[int, tuple[str, str]] = {}
+    finished: dict[int, np.ndarray] = {}
+    changed = True  # the first update clears the page's gallery
+
+    def write(name: str, t: int, image: np.ndarray) -> str:
+        path = folder / name / clips.frame_name(t + 1)
+        path.parent.mkdir(exist_ok=True)
+        return str(images.save_png(path, image))
+
+    def on_frame(frame: video.Frame) -> None:
+        nonlocal changed
+        finished[frame.index] = frame.result.image
+        shown[frame.index] = (write("frames", frame.index, frame.result.image),
+                              f"frame {frame.index + 1}")
+        changed = True
+
+    def on_pass(index: int, results: list) -> None:
+        nonlocal changed
+        if index + 1 < passes:  # the last pass's frames come to on_frame
+            for t, result in enumerate(results):
+                shown[t] = (write(f"pass_{index + 1}", t, result.image),
+                            f"frame {t + 1} (pass {index + 1}/{passes})")
+            changed = True
+
+    run = video.VideoRun(config, network, source.frames, inputs.styles, settings,
+                         style_masks=inputs.style_masks, chunk=max(1, int(every)),
+                         on_frame=on_frame, on_pass=on_pass, stop=stop, init_image=inputs.init)
+    total = count * sum(per_pass)
+    timer = _Clock(total, clock, began)
+    shape = tuple(np.shape(source.frames[0])[:2])
+
+    def update(frame: int, at_once: int, pass_: int, iteration: int, iterations: int, done: int,
+               status: str = "running", output: pathlib.Path | None = None) -> VideoUpdate:
+        nonlocal changed
+        rate, eta, startup = timer.tick(done)
+        per_hour = rate * 3600.0 / (total / count) if rate else None
+        out = VideoUpdate([shown[t] for t in sorted(shown)], changed, count, shape, source.fps,
+                          frame, at_once, pass_, passes, iteration, iterations, done, total,
+                          per_hour, eta if status == "running" else 0.0, startup, status, output)
+        changed = False
+        return out
+
+    last = None
+    for at in run:
+        last = at
+        yield update(at.frame + 1, at.at_once, at.pass_, at.iteration, at.iterations, at.step)
+    status = run.status if run.status in ("completed", "nonfinite") else "stopped"
+    output = None
+    if status == "completed":
+        output = folder / "stylized.mp4"
+        try:  # the audio of the frames' span: from the first one's time, as long as they last
+            clips.write_video(output, [finished[t] for t in range(count)], source.fps,
+                              audio_from=local if source.has_audio else None,
+                              start=max(0.0, source.times[0]), duration=count / source.fps)
+        except NSTError as e:
+            raise NSTError(_private(one_line(e), {local: clip.name, output: output.name},
+                                    folder)) from None
+        yield update(count, 1, passes, per_pass[-1], per_pass[-1], total, status, output)
+    else:  # where it ended: the frames (or passes) done, the one under way dropped
+        done = (last.step - last.at_once * last.iteration) if last else 0
+        yield update(last.frame + 1 if last else 1, last.at_once if last else 1,
+                     last.pass_ if last else 1, 0, last.iterations if last else per_pass[0],
+                     done, status)

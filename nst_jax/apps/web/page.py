@@ -2,17 +2,20 @@
 
 :class:`App` builds the page (:meth:`App.blocks`):
 
-- the images, shared by both tabs: a content image and up to three styles (uploaded, or
+- the images, shared by the tabs: a content image and up to three styles (uploaded, or
   the bundled examples), their weights, and how they combine: blended, or each in its
-  region of the output (a mask per style);
-- the settings both tabs share: style scale, colour preservation, start image,
+  region of the output (a mask per style; not for a video);
+- the settings the tabs share: style scale, colour preservation, start image,
   optimiser;
 - **Stylize**: size, iterations, α/β (a logarithmic control), seed, coarse-to-fine start
   size, the live refresh; Run shows the image as it forms with a progress bar, the losses
   and an ETA; Stop keeps the image so far; the PNG downloads with the command line's
   metadata;
 - **Sweep**: α/β values x seeds as one compiled grid, shown as a labelled gallery with
-  each point's losses, and the contact sheet to download.
+  each point's losses, and the contact sheet to download;
+- **Video**: an uploaded clip (within the server's video limits) in the styles, frame by
+  frame with temporal consistency (:mod:`nst_jax.video`'s schedules); the frames appear
+  in a gallery as they finish, and the result plays and downloads as an mp4.
 
 The jobs go through gradio's queue, ``concurrency`` at a time (one by default: a CPU is
 busy with one). Errors in a job are a message in the page (and, for API clients, the
@@ -41,8 +44,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry: noth
 import gradio as gr  # noqa: E402
 from gradio import processing_utils, utils as gradio_utils  # noqa: E402
 
+from nst_jax import video  # noqa: E402
 from nst_jax.apps.common import runner  # noqa: E402
-from nst_jax.apps.web import jobs
+from nst_jax.apps.web import jobs  # noqa: E402
 from nst_jax.apps.common.sweeps import DEFAULTS as SWEEP_DEFAULTS, format_value  # noqa: E402
 from nst_jax.config import COLOR_MODES, INITS, OPTIMIZERS, Config, example_path  # noqa: E402
 from nst_jax.errors import NSTError, one_line  # noqa: E402
@@ -54,6 +58,10 @@ STYLE_SLOTS = 3
 # Every job shares one concurrency group: the server's --concurrency jobs at a time.
 JOBS = "nst_jax-jobs"
 EXAMPLES = [["chelsea.jpg", "starry_night.jpg"], ["fruits.jpg", "starry_night.jpg"]]
+# The Video tab's starting values: a few seconds at a low rate and size, a CPU's minutes.
+VIDEO_START = dict(size=128, iterations=50, fps=8, seconds=3.0)
+# What the clip input offers to upload (jobs.read_clip reads a file by its first bytes).
+CLIP_TYPES = [".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".gif"]
 # Sans-serif and monospace of the browser's own: a page that loads no web fonts works offline.
 THEME = gr.themes.Default(font=("ui-sans-serif", "system-ui", "sans-serif"),
                           font_mono=("ui-monospace", "monospace"))
@@ -103,6 +111,34 @@ def sweep_status_html(update: jobs.SweepUpdate, points: int) -> str:
             f'<p class="nst-line"><b>{html.escape(STATUS_WORDS[update.status])}</b> · '
             f'iteration {update.iteration}/{update.iterations} of {points} points at once · '
             f'{done}/{points} points done{eta} · start-up {duration(update.startup)}</p></div>')
+
+
+VIDEO_WORDS = {"running": "running", "completed": "done",
+               "stopped": "stopped: the frames done are kept; no video is written",
+               "nonfinite": "the loss became non-finite: the frames done are kept; no video "
+                            "is written"}
+
+
+def video_status_html(update: jobs.VideoUpdate) -> str:
+    """The Video tab's status: a progress bar, the frame, pass and iteration, frames an
+    hour, ETA; at the end, the frames done and the clip's size and rate."""
+    rate = f"{update.per_hour:.0f} frames/h" if update.per_hour else "? frames/h"
+    if update.finished:
+        height, width = update.shape
+        frames = (f"{update.count}/{update.count} frames · {width}x{height} px at "
+                  f"{update.fps:.3g} fps" if update.status == "completed"
+                  else f"{len(update.frames)}/{update.count} frames kept")
+        where = f"{frames} · {rate}"
+    else:
+        last = update.frame + update.batch - 1
+        frames = f"frames {update.frame}-{last}" if last > update.frame else f"frame {update.frame}"
+        passes = f" · pass {update.pass_}/{update.passes}" if update.passes > 1 else ""
+        where = (f"{frames}/{update.count}{passes} · iteration {update.iteration}/"
+                 f"{update.iterations} · {rate} · ETA {duration(update.eta)}")
+    return (f'<div class="nst-status" data-state="{update.status}">'
+            f'<progress value="{update.done}" max="{update.total}"></progress>'
+            f'<p class="nst-line"><b>{html.escape(VIDEO_WORDS[update.status])}</b> · '
+            f'{where} · start-up {duration(update.startup)}</p></div>')
 
 
 def message_html(text: str, state: str = "error") -> str:
@@ -305,6 +341,31 @@ class App:
 
         return self._called(request, result)
 
+    def run_video(self, clip, style_1, style_2, style_3, weight_1, weight_2, weight_3, mode,
+                  style_scale, colours, init, optimizer, size, iterations, log_ratio, fps,
+                  start, seconds, schedule, temporal_weight, passes, request: gr.Request):
+        """Run video: the gallery of frames done, the status and the mp4."""
+        controls = dict(size=size, iterations=iterations, log_ratio=log_ratio,
+                        style_scale=style_scale, preserve_colors=colours, init=init,
+                        optimizer=optimizer)
+
+        def outputs(stop):
+            upload = jobs.upload(clip, "clip", self.limits, self.trust, examples=False)
+            images = self._images(None, [style_1, style_2, style_3],
+                                  [weight_1, weight_2, weight_3], mode, [])
+            config = jobs.video_config(clip=upload, styles=images.styles, weights=images.weights,
+                                       mode=images.mode, limits=self.limits,
+                                       weights_path=self.network.info.get("path"), **controls)
+            settings = jobs.video_settings(schedule, temporal_weight, passes)
+            for update in jobs.video_job(config, self.network, self._job_folder(), clip=upload,
+                                         settings=settings, limits=self.limits, fps=fps,
+                                         start=start, seconds=seconds, uploads=images.styles,
+                                         stop=stop):
+                yield (update.frames if update.changed else gr.skip(), video_status_html(update),
+                       str(update.output) if update.output else None)
+
+        yield from self._streamed(request, outputs)
+
     def launch(self, host: str, port: int, *, queue_size: int = 20) -> gr.Blocks:
         """Build the page and serve it on ``host:port`` from a thread of its own; returns
         the page (``close()`` stops it)."""
@@ -338,7 +399,10 @@ class App:
         return dict(size=min(DEFAULTS.size, limits.max_size),
                     iterations=min(DEFAULTS.iterations, limits.max_iterations),
                     sweep_size=min(SWEEP_DEFAULTS["size"], limits.max_size),
-                    sweep_iterations=min(SWEEP_DEFAULTS["iterations"], limits.max_iterations))
+                    sweep_iterations=min(SWEEP_DEFAULTS["iterations"], limits.max_iterations),
+                    video_size=min(VIDEO_START["size"], limits.max_video_size),
+                    video_iterations=min(VIDEO_START["iterations"], limits.max_iterations),
+                    video_seconds=min(VIDEO_START["seconds"], limits.max_video_seconds))
 
     def _job(self) -> dict:
         """The event options of every job: one concurrency group, raw inputs (jobs
@@ -384,7 +448,7 @@ class App:
                                               label=f"Region of style {k + 1} (white)",
                                               elem_id=f"region-mask-{k + 1}")
                                      for k in range(STYLE_SLOTS)]
-                    with gr.Accordion("Settings of both tabs", open=False):
+                    with gr.Accordion("Settings of every tab", open=False):
                         style_scale = gr.Slider(0.25, 2.0, 1.0, step=0.05, label="Style scale",
                                                 info="the style image's size as a multiple of "
                                                      "the output's: smaller makes finer strokes",
@@ -456,6 +520,18 @@ class App:
                                                  format="png", elem_id="gallery")
                             sheet = gr.File(None, label="Contact sheet", interactive=False,
                                             elem_id="contact-sheet")
+                        with gr.Tab("Video", id="video"):
+                            video_inputs = self._video_tab(start)
+                            with gr.Row():
+                                run_video = gr.Button("Run video", variant="primary",
+                                                      elem_id="run-video")
+                                stop_video = gr.Button("Stop", variant="stop", elem_id="stop-video")
+                            video_status = gr.HTML("", elem_id="video-status")
+                            video_frames = gr.Gallery(label="Frames, as they finish", columns=6,
+                                                      height="auto", format="png",
+                                                      elem_id="video-frames")
+                            video_result = gr.Video(None, label="Result (mp4)", interactive=False,
+                                                    loop=True, elem_id="video-result")
             images = [content, style_1, style_2, style_3, *weights, mode, *masks]
             shared = [style_scale, colours, init, optimizer]
             run.click(self.run_page, images + shared + [size, iterations, log_ratio, seed,
@@ -466,11 +542,59 @@ class App:
                                                                ratios, seeds],
                             [gallery, sweep_status, sheet], api_visibility="undocumented",
                             api_name="run_sweep", **job)
-            for button in (stop, stop_sweep):
+            run_video.click(self.run_video, [video_inputs[0], style_1, style_2, style_3, *weights,
+                                             mode, *shared, *video_inputs[1:]],
+                            [video_frames, video_status, video_result],
+                            api_visibility="undocumented", api_name="run_video", **job)
+            for button in (stop, stop_sweep, stop_video):
                 button.click(self.stop, None, None, queue=False, api_name="stop",
                              api_visibility="undocumented")
             self._api()
         return page
+
+    def _video_tab(self, start: dict) -> list:
+        """The Video tab's inputs: the clip, then the controls of :meth:`run_video` after
+        the shared settings, in its order."""
+        limits = self.limits
+        gr.Markdown(f"A short clip painted frame by frame, each frame kept consistent with "
+                    f"its neighbours (Ruder et al. 2016). This server takes up to "
+                    f"{limits.max_video_frames} frames, {limits.max_video_seconds:g} s of the "
+                    f"clip, {limits.max_video_size} px. The style images and the settings are "
+                    f"the ones on the left.")
+        clip = gr.File(None, label="Clip (MP4, MOV, WebM, MKV, AVI or GIF)",
+                       file_types=CLIP_TYPES, elem_id="video-clip", height=120)
+        with gr.Row():
+            size = gr.Slider(16, limits.max_video_size, start["video_size"], step=1,
+                             label="Size (long side, px)", elem_id="video-size")
+            iterations = gr.Slider(1, limits.max_iterations, start["video_iterations"], step=1,
+                                   label="Iterations (of each frame)",
+                                   elem_id="video-iterations")
+            log_ratio = gr.Slider(-6, 2, jobs.DEFAULT_LOG_RATIO, step=0.1,
+                                  label="log₁₀ α/β: content against style",
+                                  elem_id="video-log-ratio")
+        with gr.Row():
+            fps = gr.Slider(1, jobs.MAX_CLIP_FPS, VIDEO_START["fps"], step=1,
+                            label="Frames per second (at most the clip's)", elem_id="video-fps")
+            start_at = gr.Number(0.0, minimum=0, label="Start (s into the clip)",
+                                 elem_id="video-start")
+            seconds = gr.Number(start["video_seconds"], minimum=0,
+                                maximum=limits.max_video_seconds, label="Seconds",
+                                elem_id="video-seconds")
+        with gr.Row():
+            schedule = gr.Radio([(jobs.SCHEDULE_LABELS[s], s) for s in video.SCHEDULES],
+                                value="sequential", label="Schedule",
+                                info="sequential: each frame from the last (the paper's); "
+                                     "multi-pass: all frames at once, in passes; "
+                                     "independent: no temporal term (flickers)",
+                                elem_id="video-schedule")
+            temporal_weight = gr.Number(video.DEFAULT_TEMPORAL_WEIGHT, minimum=0,
+                                        label="Temporal weight γ (0: none)",
+                                        elem_id="video-temporal-weight")
+            passes = gr.Slider(2, 16, video.DEFAULT_PASSES, step=1,
+                               label="Passes (multi-pass; they share the iterations)",
+                               elem_id="video-passes")
+        return [clip, size, iterations, log_ratio, fps, start_at, seconds, schedule,
+                temporal_weight, passes]
 
     def _api(self) -> None:
         """The hidden components of the ``/stylize`` and ``/sweep`` endpoints."""

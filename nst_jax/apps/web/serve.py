@@ -3,8 +3,9 @@
 It loads the VGG19 weights once, then serves the page on ``--host`` (127.0.0.1: this
 machine only) and ``--port`` (the first free one from 7860) until Ctrl-C. Jobs wait in
 gradio's queue and run ``--concurrency`` at a time; ``--max-size``,
-``--max-iterations``, ``--max-upload-mb`` and ``--max-points`` bound what a visitor may
-ask. The compiled programs stay in the process, so a second job of a shape already run
+``--max-iterations``, ``--max-upload-mb``, ``--max-points`` and, for a video,
+``--max-video-frames``, ``--max-video-size`` and ``--max-video-seconds`` bound what a
+visitor may ask. The compiled programs stay in the process, so a second job of a shape already run
 starts without compiling. The PNGs of the jobs, the uploads and gradio's copies of the
 results are kept in a temporary folder of the server's, removed when it stops. Needs
 the ``web`` extra (``pip install 'nst_jax[web]'``).
@@ -56,6 +57,15 @@ def build_parser() -> ArgumentParser:
                        help=f"largest uploaded file (default: {limits.max_upload_mb:g})")
     limit.add_argument("--max-points", type=int, default=limits.max_points, metavar="N",
                        help=f"most points of a sweep (default: {limits.max_points})")
+    limit.add_argument("--max-video-frames", type=int, default=limits.max_video_frames,
+                       metavar="N", help=f"most frames of a video job "
+                                         f"(default: {limits.max_video_frames})")
+    limit.add_argument("--max-video-size", type=int, default=limits.max_video_size,
+                       metavar="PX", help=f"largest long side of a video's frames "
+                                          f"(default: {limits.max_video_size})")
+    limit.add_argument("--max-video-seconds", type=float, default=limits.max_video_seconds,
+                       metavar="S", help=f"most seconds of a clip a video job takes "
+                                         f"(default: {limits.max_video_seconds:g})")
     queue = parser.add_argument_group("queue")
     queue.add_argument("--concurrency", type=int, default=1, metavar="N",
                        help="jobs run at once (default: 1; a CPU is busy with one)")
@@ -102,7 +112,10 @@ def limits_of(args):
     from nst_jax.apps.web.jobs import Limits
 
     try:
-        return Limits(args.max_size, args.max_iterations, args.max_upload_mb, args.max_points)
+        return Limits(args.max_size, args.max_iterations, args.max_upload_mb, args.max_points,
+                      max_video_frames=args.max_video_frames,
+                      max_video_size=args.max_video_size,
+                      max_video_seconds=args.max_video_seconds)
     except NSTError as e:
         raise UsageError(f"--{one_line(e).replace('_', '-')}") from None
 
@@ -146,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _loopback(args.host):
             log(f"warning: --host {args.host} lets other machines reach the page and run jobs")
         log(f"limits: {limits.max_size} px, {limits.max_iterations} iterations, "
-            f"{limits.max_upload_mb:g} MB uploads, {limits.max_points} sweep points; "
+            f"{limits.max_upload_mb:g} MB uploads, {limits.max_points} sweep points, videos "
+            f"of {limits.max_video_frames} frames, {limits.max_video_size} px and "
+            f"{limits.max_video_seconds:g} s; "
             f"{args.concurrency} job(s) at a time")
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(f"serving on http://{shown}:{port} (Ctrl-C stops)", flush=True)
