@@ -34,9 +34,9 @@ from nst_jax.config import Config
 from nst_jax.errors import NSTError
 from nst_jax.inputs import Network
 from nst_jax.losses import LossTerms
-from nst_jax.stylize import (advance_state, compute_targets, device_features, initial_pixels,
-                             loss_weights, optimizer_settings, saved_pixels, start_state,
-                             untiled_loss)
+from nst_jax.stylize import (advance_state, compute_targets, device_features, init_of,
+                             initial_pixels, loss_weights, optimizer_settings, saved_pixels,
+                             start_state, untiled_loss)
 from nst_jax.sweep import GRID_AXIS, default_mesh, place, to_host
 from nst_jax.vgg import layer_names
 
@@ -146,11 +146,9 @@ class Batch:
             if starts is not None:
                 x0.append(np.asarray(starts[k], np.float32))
             else:
-                init = init_image if config.init_is_file else config.init
-                if config.init_is_file and config.preserve_colors == "luminance":
-                    init = np.asarray(colors.gray3(colors.luminance(init_image)))
-                x0.append(np.asarray(initial_pixels(init, content_seen, styles_seen[0],
-                                                    config.seed, config.noise_amplitude)))
+                x0.append(np.asarray(initial_pixels(init_of(config, init_image), content_seen,
+                                                    styles_seen[0], config.seed,
+                                                    config.noise_amplitude)))
         stack = lambda rows: jax.tree_util.tree_map(  # noqa: E731
             lambda *leaves: np.stack(leaves), *padded(rows, size))
         on_batch = functools.partial(place, mesh, spec=PartitionSpec(GRID_AXIS))

@@ -40,14 +40,17 @@ class Inputs(NamedTuple):
     style_masks: tuple[np.ndarray, ...] | None = None
 
 
-def _load_sized(path: str, long_side: int, what: str, field: str, shown: str | None = None
-                ) -> np.ndarray:
+def load_sized(path: str, long_side: int, what: str, field: str, shown: str | None = None, *,
+               advice: str = "raise it") -> np.ndarray:
+    """The image at ``path`` with its long side ``long_side`` px; a :class:`ConfigError` of
+    ``field`` (set to ``shown``) when a side comes out thinner than VGG19 takes, ending
+    with ``advice``."""
     rgb = images.load_image(path, max_side=long_side)
     if min(rgb.shape[:2]) < images.MIN_SIDE:
         raise ConfigError(field, f"{shown or long_side} makes the {what} image {path} {rgb.shape[1]}x"
                                  f"{rgb.shape[0]} px; both sides must be at least "
                                  f"{images.MIN_SIDE} px (VGG19 pools 4 times before conv5_1): "
-                                 f"raise it")
+                                 f"{advice}")
     return rgb
 
 
@@ -85,8 +88,8 @@ def load_inputs(config: Config, *, content: np.ndarray | None = None) -> Inputs:
         that is neither ``noise``, ``content``, ``style`` nor an existing file.
     """
     if content is None:
-        content = _load_sized(config.content, config.size, "content", "size")
-    styles = tuple(_load_sized(path, side, "style", field, shown)
+        content = load_sized(config.content, config.size, "content", "size")
+    styles = tuple(load_sized(path, side, "style", field, shown)
                    for path, (side, field, shown) in zip(config.style, style_sides(config)))
     init = None
     if config.init_is_file:

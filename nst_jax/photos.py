@@ -46,10 +46,10 @@ from typing import NamedTuple
 import numpy as np
 from jax.sharding import Mesh
 
-from nst_jax import batch as batching, driver, images
-from nst_jax.config import Config, ConfigError
+from nst_jax import batch as batching, driver
+from nst_jax.config import Config
 from nst_jax.errors import NSTError
-from nst_jax.inputs import Network
+from nst_jax.inputs import Network, load_sized
 from nst_jax.stop import Stop
 from nst_jax.sweep import default_mesh
 
@@ -96,13 +96,8 @@ def read(path: str | os.PathLike, config: Config) -> np.ndarray:
       NSTError: the file cannot be read (the message names it); ConfigError (``size``):
         the photo is too thin for VGG at that size.
     """
-    rgb = images.load_image(path, max_side=config.size)
-    if min(rgb.shape[:2]) < images.MIN_SIDE:
-        raise ConfigError("size", f"{config.size} makes the photo {path} {rgb.shape[1]}x"
-                                  f"{rgb.shape[0]} px; both sides must be at least "
-                                  f"{images.MIN_SIDE} px (VGG19 pools 4 times before conv5_1): "
-                                  f"raise it, or leave that photo out")
-    return rgb
+    return load_sized(path, config.size, "content", "size",
+                      advice="raise it, or leave that photo out")
 
 
 class Photo(NamedTuple):

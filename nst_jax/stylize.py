@@ -372,6 +372,17 @@ def initial_pixels(init: str | np.ndarray, content: np.ndarray, style: np.ndarra
     return jnp.asarray(init)
 
 
+def init_of(config: Config, init_image: np.ndarray | None):
+    """What :func:`initial_pixels` starts from for ``config``: its ``init`` name, or the
+    ``init_image`` its ``init`` file holds (as the optimiser sees it: grey under
+    ``preserve_colors='luminance'``)."""
+    if not config.init_is_file:
+        return config.init
+    if config.preserve_colors == "luminance":
+        return np.asarray(colors.gray3(colors.luminance(init_image)))
+    return init_image
+
+
 @dataclasses.dataclass
 class Stylization:
     """A prepared run: call :meth:`step` repeatedly (each call is one compiled function).
@@ -493,9 +504,7 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     if config.init_is_file and init_image is None:
         raise NSTError(f"config.init is the file {config.init!r}: pass its pixels as init_image "
                        "(see load_inputs)")
-    init = init_image if config.init_is_file else config.init
-    if config.init_is_file and config.preserve_colors == "luminance":
-        init = np.asarray(colors.gray3(colors.luminance(init_image)))
+    init = init_of(config, init_image)
     if start is not None:
         if np.shape(start) != seen_content.shape:
             raise NSTError(f"start has shape {np.shape(start)}; the content is {seen_content.shape}")
