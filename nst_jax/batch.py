@@ -34,7 +34,8 @@ from nst_jax.config import Config
 from nst_jax.errors import NSTError
 from nst_jax.inputs import Network
 from nst_jax.losses import LossTerms
-from nst_jax.stylize import (advance_state, compute_targets, device_features, init_of,
+from nst_jax.stylize import (advance_state, compute_targets, device_features, distance_arguments,
+                             init_of,
                              initial_pixels, loss_weights, optimizer_settings, saved_pixels,
                              start_state, untiled_loss)
 from nst_jax.sweep import GRID_AXIS, default_mesh, place, to_host
@@ -142,7 +143,8 @@ class Batch:
             seen.append(content_seen)
             item_targets.append(compute_targets(features_fn, content_seen, styles_seen,
                                                 content_layers, style_layers,
-                                                style_masks=style_masks))
+                                                style_masks=style_masks,
+                                                **distance_arguments(config)))
             if starts is not None:
                 x0.append(np.asarray(starts[k], np.float32))
             else:

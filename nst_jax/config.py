@@ -33,6 +33,11 @@ PRECISIONS = ("float32", "bfloat16")
 # the configuration does not import JAX.
 OPTIMIZERS = ("lbfgs", "lbfgs-stepwise", "lbfgs-jaxopt", "adam")
 BOUNDS = ("box", "none")
+# Style distances (nst_jax.distances.STYLE_DISTANCES; a test keeps them in step): the first is
+# the paper's. Those after ADDITIVE_DISTANCES sort a whole layer at once (no tiles, regions
+# or several styles).
+STYLE_DISTANCES = ("gram", "mean-cov", "sliced", "histogram")
+ADDITIVE_DISTANCES = ("gram", "mean-cov")
 # Colour preservation (Gatys et al. 2017, §5); kept in step with nst_jax.colors.MODES (a test checks it).
 COLOR_MODES = ("none", "luminance", "histogram", "histogram-cholesky", "original")
 # --style-scale: the style's long side as a multiple of the output's.
@@ -278,6 +283,53 @@ def some_weight(name: str, value: Any) -> tuple[float, ...] | None:
     return values
 
 
+def parse_style_loss(text: str) -> dict[str, float]:
+    """``'gram'``, ``'mean-cov'`` or a weighted mix ``'gram:1,histogram:0.5'`` (a name alone
+    weighs 1) -> ``{distance: weight}``; :class:`ValueError` saying what is wrong."""
+    mix: dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, weight = part.partition(":")
+        name = name.strip()
+        if name not in STYLE_DISTANCES:
+            raise ValueError(f"has an unknown style distance {name!r}; choose from "
+                             f"{', '.join(STYLE_DISTANCES)}")
+        if name in mix:
+            raise ValueError(f"names {name} more than once")
+        try:
+            value = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"has {weight.strip()!r} as the weight of {name}; expected a "
+                             "number") from None
+        if not math.isfinite(value) or value < 0 or value > MAX_WEIGHT:
+            raise ValueError(f"gives {name} the weight {weight.strip()}; a weight is a number "
+                             f"from 0 to {MAX_WEIGHT:g}")
+        mix[name] = value
+    if not mix:
+        raise ValueError("names no style distance; choose from " + ", ".join(STYLE_DISTANCES))
+    if not max(mix.values()) > 0:
+        raise ValueError("gives every distance the weight 0: no style term")
+    return mix
+
+
+def style_loss(name: str, value: Any) -> str:
+    """A style distance or a weighted mix of them (:func:`parse_style_loss`), written back
+    in one canonical form (``'gram'``, ``'gram:1,histogram:0.5'``; a weight of 1 is left
+    out, the distances in :data:`STYLE_DISTANCES`' order)."""
+    if isinstance(value, Mapping):
+        value = ",".join(f"{k}:{v}" for k, v in value.items())
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a style distance or a mix like gram:1,histogram:0.5, "
+                                f"got {value!r}")
+    try:
+        mix = parse_style_loss(value)
+    except ValueError as e:
+        raise ConfigError(name, str(e)) from None
+    return ",".join(k if mix[k] == 1.0 else f"{k}:{mix[k]:g}" for k in STYLE_DISTANCES if k in mix)
+
+
 # --- the fields ---------------------------------------------------------------------------
 
 
@@ -289,7 +341,7 @@ def field(default: Any, help: str, group: str, check: Callable[[str, Any], Any],
     ``kind`` says how a command line writes the value: ``path``, ``int``,
     ``float``, ``choice``, ``bool``, ``paths`` (comma-separated files), ``layers``
     (comma-separated names), ``floats`` (comma-separated numbers) or ``tile`` (px or
-    ``auto``). ``sweep``: a sweep may vary it (it
+    ``auto``) or ``mix`` (a style distance or a weighted mix). ``sweep``: a sweep may vary it (it
     becomes an array); otherwise it fixes the compiled program and every point
     of a sweep shares it.
     """
@@ -369,6 +421,11 @@ class Config:
         layer_weights, kind="floats", sweep=True, shown_default="1/number of layers, as the paper")
     tv_weight: float = field(0.0, "total-variation weight (not in the paper; 0 = off)", "loss",
                              weight, kind="float", sweep=True)
+    style_loss: str = field(
+        "gram", "the style distance: gram (the paper's eq. 4), mean-cov (2-Wasserstein between "
+                "Gaussians), sliced (sliced Wasserstein) or histogram (Risser et al.'s), or a "
+                "weighted mix such as gram:1,histogram:1 (docs/style-distances.md)", "loss",
+        style_loss, kind="mix", sweep=True, metavar="NAME[:W],...")
     # network
     pooling: str = field("avg", "pooling in VGG19 (the paper uses avg)", "network", choice(POOLINGS),
                          kind="choice", choices=POOLINGS)
@@ -476,6 +533,7 @@ class Config:
             raise ConfigError("style_blend_weights", f"blends styles over the whole image; with "
                                                      f"{mention('content_masks')} each region has "
                                                      "its own style")
+        self._check_distances()
         if self.region_weights is not None:
             if self.content_masks is None:
                 raise ConfigError("region_weights", f"needs {mention('content_masks')} (the "
@@ -483,6 +541,32 @@ class Config:
             if len(self.region_weights) != len(self.content_masks):
                 raise ConfigError("region_weights", f"has {len(self.region_weights)} weight(s) "
                                                     f"for {len(self.content_masks)} region(s)")
+
+    def _check_distances(self):
+        """sliced and histogram sort a whole layer's features at once: one style image over
+        the whole image, untiled (``tile_size='auto'`` is taken: an image that fits is not
+        tiled, and :func:`nst_jax.stylize.prepare` says so when one does not fit)."""
+        sorting = [d for d in self.distance_weights() if d not in ADDITIVE_DISTANCES]
+        if not sorting:
+            return
+        which = " and ".join(sorting)
+        for name, given, why in (
+                ("tile_size", self.tile_size not in (None, "auto"),
+                 "sorts each layer's features over the whole image, so does not tile (gram "
+                 "and mean-cov tile exactly)"),
+                ("content_masks", self.content_masks is not None,
+                 "has no regions (gram and mean-cov do)"),
+                ("style_masks", self.style_masks is not None,
+                 "takes the whole style image (gram and mean-cov take style masks)"),
+                ("style", len(self.style) > 1,
+                 "takes one style image (gram and mean-cov blend several)")):
+            if given:
+                raise ConfigError(name, f"cannot be used with the style distance {which} "
+                                        f"({mention('style_loss')}), which {why}")
+
+    def distance_weights(self) -> dict[str, float]:
+        """``{distance: weight}`` of :attr:`style_loss` (:func:`parse_style_loss`)."""
+        return parse_style_loss(self.style_loss)
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes``; ``ratio=r`` is short for ``alpha=r, beta=1``."""

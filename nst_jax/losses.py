@@ -22,6 +22,8 @@ from typing import Callable, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from nst_jax import distances
+
 
 def gram_matrix(features: jax.Array) -> jax.Array:
     """Gram matrix ``G_ij = sum_k F_ik F_jk`` (paper, eq. 3).
@@ -259,6 +261,10 @@ class LossWeights(NamedTuple):
       style_mix: ``(R, K)`` blend weights of the ``K`` styles in each of ``R`` regions
         (:func:`guided_style_loss`); None: one style, one region.
       region_weights: ``(R,)`` weight of each region's style term; None: 1.
+      distance_weights: ``{distance: scalar}``, the weight ``u_d`` of each style distance
+        of :data:`nst_jax.distances.STYLE_DISTANCES` in the style term (by name, as the
+        layer weights; a weight of 0 keeps a distance of a sweep's union computed but
+        off); None: ``{'gram': 1}``, the paper's.
     """
 
     alpha: jax.Array
@@ -268,6 +274,7 @@ class LossWeights(NamedTuple):
     tv_weight: jax.Array
     style_mix: jax.Array | None = None
     region_weights: jax.Array | None = None
+    distance_weights: dict[str, jax.Array] | None = None
 
 
 class Targets(NamedTuple):
@@ -281,11 +288,14 @@ class Targets(NamedTuple):
         style resized by ``--style-scale`` changes the texture's scale, not its weight.
       masks: ``{layer: (R, H_l, W_l)}`` the generated image's regions at each layer's
         resolution, or None (one region, the whole image).
+      distances: ``{distance: target}`` for the style distances other than Gram's
+        (:func:`nst_jax.distances.distance_style_loss` says what each holds), or None.
     """
 
     content: dict[str, jax.Array]
     style: dict[str, jax.Array]
     masks: dict[str, jax.Array] | None = None
+    distances: dict[str, dict] | None = None
 
 
 class LossTerms(NamedTuple):
@@ -310,11 +320,33 @@ def total_loss(features: Mapping[str, jax.Array], image: jax.Array, targets: Tar
       :func:`guided_style_loss` (eq. 5 for one style and no regions).
     """
     content = weighted_content_loss(features, targets.content, weights.content_layer_weights)
-    style = guided_style_loss(features, targets.style, targets.masks, weights.style_layer_weights,
-                              weights.style_mix, weights.region_weights)
+    style = mixed_style_loss(features, targets, weights)
     tv = total_variation(image)
     total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
     return total, LossTerms(content, style, tv)
+
+
+def mixed_style_loss(features: Mapping[str, jax.Array], targets: Targets, weights: LossWeights,
+                     sqrtm: str = distances.DEFAULT_SQRTM) -> jax.Array:
+    """The style term: ``sum_d u_d s_d L_d`` over the style distances of
+    ``weights.distance_weights`` (:mod:`nst_jax.distances`; ``s_d`` its
+    :data:`~nst_jax.distances.SCALES`), each summed over the style layers as eq. 5; with
+    the default weights, eq. 5 itself (:func:`guided_style_loss`)."""
+    mix = weights.distance_weights or {"gram": 1.0}
+    total = jnp.float32(0.0)
+    for name, u in mix.items():
+        if name == "gram":
+            value = guided_style_loss(features, targets.style, targets.masks,
+                                      weights.style_layer_weights, weights.style_mix,
+                                      weights.region_weights)
+        else:
+            if not targets.distances or name not in targets.distances:
+                raise KeyError(f"no target for the style distance {name!r}")
+            value = distances.SCALES[name] * distances.distance_style_loss(
+                name, features, targets.distances[name], targets.masks,
+                weights.style_layer_weights, weights.region_weights, sqrtm)
+        total = total + jnp.asarray(u, jnp.float32) * value
+    return total
 
 
 class Loss:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import colors, images, optimize, temporal, tiling
+from nst_jax import distances as distance_fns  # 'distances' here names a run's distances
 from nst_jax import memory as memory_model  # 'memory' here names a run's Choice
 from nst_jax.config import (  # noqa: F401
     CONTENT_LAYERS, DEFAULT_LBFGS_MEMORY, INITS, STYLE_LAYERS, Config, ConfigError)
@@ -31,7 +32,10 @@ from nst_jax.errors import NSTError
 from nst_jax.inputs import (  # noqa: F401
     Inputs, Network, as_style_list, load_inputs, load_network, network, style_sides)
 from nst_jax.losses import Loss, LossTerms, LossWeights, Targets, guided_gram_matrix, total_loss
-from nst_jax.vgg import CAFFE, VGG, VGG19, Preprocessing, layer_names, preprocess, ready_kernels
+from nst_jax.vgg import (CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing, layer_names, preprocess,
+                         ready_kernels)
+
+LAYER_INDEX = {name: index for index, name in enumerate(LAYER_NAMES)}
 
 # The box the pixels live in: RGB in [0, 1].
 PIXEL_BOUNDS = (0.0, 1.0)
@@ -47,27 +51,31 @@ def optimizer_settings(config: Config) -> optimize.Settings:
 
 
 def loss_weights(config: Config, content_layers: Sequence[str] | None = None,
-                 style_layers: Sequence[str] | None = None) -> LossWeights:
+                 style_layers: Sequence[str] | None = None,
+                 distances: Sequence[str] | None = None) -> LossWeights:
     """The hyper-parameters as the arrays :func:`nst_jax.losses.total_loss` takes.
 
-    Each layer weight is keyed by its layer (:meth:`Config.layer_weights`). With
-    ``content_layers`` / ``style_layers`` (a sweep's union of layers) the dicts
-    cover those layers, with weight 0 for the ones ``config`` does not use.
+    Each layer weight is keyed by its layer (:meth:`Config.layer_weights`), each style
+    distance's weight by its name (:meth:`Config.distance_weights`). With
+    ``content_layers`` / ``style_layers`` / ``distances`` (a sweep's unions) the dicts
+    cover those, with weight 0 for the ones ``config`` does not use.
     """
     f32 = np.float32
 
-    def spread(kind: str, layers: Sequence[str] | None) -> dict[str, np.ndarray]:
-        own = config.layer_weights(kind)
-        layers = tuple(own) if layers is None else tuple(layers)
-        unknown = sorted(set(own) - set(layers))
+    def spread(kind: str, own: dict, names: Sequence[str] | None) -> dict[str, np.ndarray]:
+        names = tuple(own) if names is None else tuple(names)
+        unknown = sorted(set(own) - set(names))
         if unknown:
-            raise NSTError(f"the {kind} layer(s) {', '.join(unknown)} are not among {', '.join(layers)}")
-        return {layer: f32(own.get(layer, 0.0)) for layer in layers}
+            raise NSTError(f"the {kind} {', '.join(unknown)} are not among {', '.join(names)}")
+        return {name: f32(own.get(name, 0.0)) for name in names}
 
-    return LossWeights(f32(config.alpha), f32(config.beta), spread("content", content_layers),
-                       spread("style", style_layers), f32(config.tv_weight),
+    return LossWeights(f32(config.alpha), f32(config.beta),
+                       spread("content layer(s)", config.layer_weights("content"), content_layers),
+                       spread("style layer(s)", config.layer_weights("style"), style_layers),
+                       f32(config.tv_weight),
                        np.asarray(config.style_mix(), f32),
-                       np.asarray(config.region_weight_values(), f32))
+                       np.asarray(config.region_weight_values(), f32),
+                       spread("style distance(s)", config.distance_weights(), distances))
 
 
 FeaturesFn = Callable[[jax.Array], dict]
@@ -121,20 +129,27 @@ def _check_regions(masks: dict[str, np.ndarray], what: str) -> None:
 
 
 @jax.jit
-def _grams(features: dict, masks: dict | None) -> dict:
-    """``{layer: Â^l}`` of ``{layer: (h, w, C)}`` (over ``masks[layer]`` when given), in one
-    compiled call rather than an eager operation each (each compiles a program of its own)."""
-    return {l: guided_gram_matrix(f, jnp.ones(f.shape[:2]) if masks is None else masks[l])
-            for l, f in features.items()}
+def _moments(features: dict, masks: dict | None) -> tuple[dict, dict]:
+    """``({layer: mean}, {layer: Â^l})`` of ``{layer: (h, w, C)}`` (over ``masks[layer]`` when
+    given), in one compiled call rather than an eager operation each (each compiles a
+    program of its own)."""
+    means, grams = {}, {}
+    for l, f in features.items():
+        mask = jnp.ones(f.shape[:2]) if masks is None else masks[l]
+        means[l] = distance_fns.moments(f, mask)[0]
+        grams[l] = guided_gram_matrix(f, mask)
+    return means, grams
 
 
 def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Array | Sequence[jax.Array],
                     content_layers: Sequence[str], style_layers: Sequence[str], *,
                     style_masks: Sequence[np.ndarray | None] | None = None,
                     content_masks: np.ndarray | None = None, tile_size: int | None = None,
-                    network: tuple | None = None) -> Targets:
-    """The content activations ``P^l``, the styles' Gram matrices per position ``Â^l``
-    and the regions at each layer (computed once).
+                    network: tuple | None = None, distances: Sequence[str] = ("gram",),
+                    style_mix: np.ndarray | None = None, seed: int = 0) -> Targets:
+    """The content activations ``P^l``, the styles' Gram matrices per position ``Â^l``,
+    the regions at each layer and the targets of the other style ``distances``
+    (:mod:`nst_jax.distances`), computed once.
 
     Args:
       features_fn: :func:`make_features_fn`.
@@ -143,46 +158,91 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
       content_masks: ``(R, H, W)`` in [0, 1], one region per style, or None.
       tile_size: evaluate the network tile by tile (:func:`nst_jax.tiling.tiled_features`),
         in memory bounded by the tile; then ``network`` is ``(params, module, preprocessing)``.
+      distances: the style distances the loss will use (:data:`nst_jax.distances.STYLE_DISTANCES`).
+      style_mix: ``(R, K)`` the styles' blend in each region (:meth:`Config.style_mix`), for
+        ``mean-cov``'s target Gaussians (a region's is fitted to its blend's moments).
+      seed: ``sliced``'s random directions are drawn from it (the run's seed).
     Raises:
-      NSTError: a region is empty at one of the style layers.
+      NSTError: a region is empty at one of the style layers; a distance that sorts is asked
+        for tiles, regions or several styles.
     """
     styles = as_style_list(style)
     style_masks = list(style_masks) if style_masks is not None else [None] * len(styles)
+    sorting = [d for d in distances if d not in distance_fns.ADDITIVE]
+    if sorting and (tile_size is not None or content_masks is not None or len(styles) > 1
+                    or any(m is not None for m in style_masks)):
+        raise NSTError(f"the style distance {' and '.join(sorting)} takes one style image over the "
+                       "whole image, untiled")
+    raw = {}  # the style's activations, for the distances that sort them
     if tile_size is None:
         content_features = features_fn(content)
 
-        def grams_of(image, layer_masks):
+        def moments_of(image, layer_masks):
             features = features_fn(image)
-            return _grams({l: features[l] for l in style_layers},
-                          None if layer_masks is None else {l: layer_masks[l][0]
-                                                            for l in style_layers})
+            if sorting:
+                raw.update({l: np.asarray(features[l]) for l in style_layers})
+            return _moments({l: features[l] for l in style_layers},
+                            None if layer_masks is None else {l: layer_masks[l][0]
+                                                              for l in style_layers})
     else:
         params, module, preprocessing = network
         content_features = tiling.tiled_features(params, module, preprocessing, content,
                                                  content_layers, (), None, tile_size)[0]
 
-        def grams_of(image, layer_masks):
-            sums = tiling.tiled_features(params, module, preprocessing, image, (), style_layers,
-                                         layer_masks, tile_size)[1]
-            return {l: sums[l][0] / (np.prod(tiling.layer_size(np.shape(image)[:2], l))
-                                     if layer_masks is None
-                                     else layer_masks[l][0].sum(dtype=np.float32))
-                    for l in style_layers}
-    grams = []
+        def moments_of(image, layer_masks):
+            _, grams, sums = tiling.tiled_features(params, module, preprocessing, image, (),
+                                                   style_layers, layer_masks, tile_size)
+            area = {l: (np.prod(tiling.layer_size(np.shape(image)[:2], l)) if layer_masks is None
+                        else layer_masks[l][0].sum(dtype=np.float32)) for l in style_layers}
+            return ({l: sums[l][0] / area[l] for l in style_layers},
+                    {l: grams[l][0] / area[l] for l in style_layers})
+    means, grams = [], []
     for k, (image, mask) in enumerate(zip(styles, style_masks)):
         layer_masks = None
         if mask is not None:
             layer_masks = propagate_masks(np.asarray(mask)[None], style_layers)
             _check_regions(layer_masks, f"the style mask of style image {k + 1}, region")
-        grams.append(grams_of(image, layer_masks))
+        mean, gram = moments_of(image, layer_masks)
+        means.append(mean)
+        grams.append(gram)
     masks = None
     if content_masks is not None:
         masks = propagate_masks(content_masks, style_layers)
         _check_regions(masks, "content mask")
     # Stacked on the host: eagerly on the device, each layer's stack compiles a program.
-    return Targets(content={l: content_features[l] for l in content_layers},
-                   style={l: np.stack([np.asarray(g[l]) for g in grams]) for l in style_layers},
-                   masks=masks)
+    style = {l: np.stack([np.asarray(g[l]) for g in grams]) for l in style_layers}
+    others = {}
+    if "mean-cov" in distances:
+        mix = np.asarray([[1.0]] if style_mix is None else style_mix, np.float64)
+        per_layer = {}
+        for l in style_layers:
+            mean = np.stack([np.asarray(m[l], np.float64) for m in means])  # (K, N)
+            fitted = [distance_fns.mean_cov_target(row @ mean, np.einsum("k,kij->ij", row,
+                                                                         style[l].astype(np.float64)))
+                      for row in mix]
+            per_layer[l] = {key: np.stack([f[key] for f in fitted]) for key in fitted[0]}
+        others["mean-cov"] = {key: {l: per_layer[l][key] for l in style_layers}
+                              for key in ("mean", "cov_sqrt", "cov_trace")}
+    positions = {l: int(np.prod(tiling.layer_size(np.shape(content)[:2], l))) for l in style_layers}
+    if "sliced" in distances:
+        directions = {l: distance_fns.random_directions(
+            [seed, LAYER_INDEX[l]], raw[l].shape[-1], raw[l].shape[-1]) for l in style_layers}
+        others["sliced"] = {"directions": directions,
+                            "quantiles": {l: distance_fns.sliced_target(raw[l], positions[l],
+                                                                        directions[l])
+                                          for l in style_layers}}
+    if "histogram" in distances:
+        others["histogram"] = {"quantiles": {l: distance_fns.histogram_target(raw[l], positions[l])
+                                             for l in style_layers}}
+    return Targets(content={l: content_features[l] for l in content_layers}, style=style,
+                   masks=masks, distances=others or None)
+
+
+def distance_arguments(config: Config) -> dict:
+    """The arguments of :func:`compute_targets` / :func:`build_loss_fn` that make the targets
+    of ``config``'s style distances (the distances, the styles' blend, the seed)."""
+    return dict(distances=tuple(config.distance_weights()),
+                style_mix=np.asarray(config.style_mix(), np.float32), seed=config.seed)
 
 
 def make_loss_fn(features_fn: FeaturesFn, targets: Targets
@@ -238,9 +298,10 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.n
                   preprocessing: Preprocessing = CAFFE, *,
                   style_masks: Sequence[np.ndarray | None] | None = None,
                   content_masks: np.ndarray | None = None, tile_size: int | None = None,
-                  mesh: jax.sharding.Mesh | None = None) -> Loss:
+                  mesh: jax.sharding.Mesh | None = None, distances: Sequence[str] = ("gram",),
+                  style_mix: np.ndarray | None = None, seed: int = 0) -> Loss:
     """Eq. 7 of the pixels for this content and style(s): computes the targets once
-    (see :func:`compute_targets` for the styles and masks); a :class:`Loss`.
+    (see :func:`compute_targets` for the styles, masks and style ``distances``); a :class:`Loss`.
 
     With ``tile_size`` (px) the loss is evaluated tile by tile, the same values in
     memory bounded by the tile (:func:`nst_jax.tiling.make_tiled_loss`; ``mesh``
@@ -257,7 +318,8 @@ def build_loss_fn(params, content: np.ndarray, style: np.ndarray | Sequence[np.n
                               [np.asarray(s, np.float32) for s in styles], content_layers,
                               style_layers, style_masks=style_masks,
                               content_masks=content_masks, tile_size=tile_size,
-                              network=(params, module, preprocessing))
+                              network=(params, module, preprocessing), distances=tuple(distances),
+                              style_mix=style_mix, seed=seed)
     targets = jax.tree_util.tree_map(np.asarray, targets)
     if tile_size is not None:
         return tiling.make_tiled_loss(params, module, preprocessing, targets, content_layers,
@@ -497,10 +559,17 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     seen_content = np.asarray(seen_content, np.float32)
     styles = [np.asarray(s, np.float32) for s in styles]
     memory = memory_model.choose(config.tile_size, seen_content.shape[:2], config.lbfgs_memory)
+    sorting = [d for d in config.distance_weights() if d not in distance_fns.ADDITIVE]
+    if sorting and memory.tile_size is not None:
+        raise NSTError(f"a {seen_content.shape[1]}x{seen_content.shape[0]} image needs tiles of "
+                       f"{memory.tile_size} px to fit in memory, and the style distance "
+                       f"{' and '.join(sorting)} does not tile: make it smaller, or use gram or "
+                       "mean-cov")
     settings = settings._replace(memory_size=memory.lbfgs_memory)
     loss_fn = build_loss_fn(params, seen_content, styles, config.content_layers, config.style_layers,
                             module, preprocessing, style_masks=style_masks,
-                            content_masks=content_masks, tile_size=memory.tile_size)
+                            content_masks=content_masks, tile_size=memory.tile_size,
+                            **distance_arguments(config))
     if config.init_is_file and init_image is None:
         raise NSTError(f"config.init is the file {config.init!r}: pass its pixels as init_image "
                        "(see load_inputs)")

@@ -36,12 +36,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nst_jax import colors, optimize
 from nst_jax import memory as memory_model  # 'memory' here is bytes per device
-from nst_jax.config import INITS, STATIC_FIELDS, SWEEPABLE, Config, ConfigError
+from nst_jax.config import INITS, STATIC_FIELDS, STYLE_DISTANCES, SWEEPABLE, Config, ConfigError
 from nst_jax.driver import advance
 from nst_jax.errors import NSTError
 from nst_jax.losses import LossTerms, LossWeights
 from nst_jax.stop import Stop, ctrl_c_sets
-from nst_jax.stylize import (advance_state, as_style_list, build_loss_fn, loss_weights, network,
+from nst_jax.stylize import (advance_state, as_style_list, build_loss_fn, distance_arguments,
+                             loss_weights, network,
                              optimizer_settings, saved_pixels, start_state, white_noise)
 from nst_jax.vgg import CAFFE, LAYER_NAMES, VGG, VGG19, Preprocessing, layer_names
 
@@ -152,6 +153,28 @@ class Grid:
         return _by_depth(l for c in self.configs for l in c.style_layers)
 
     @property
+    def distances(self) -> tuple[str, ...]:
+        """The style distances of any point (:data:`nst_jax.distances.STYLE_DISTANCES`' order):
+        every point computes each, a point's own weights switch the others off."""
+        used = {d for c in self.configs for d in c.distance_weights()}
+        return tuple(d for d in STYLE_DISTANCES if d in used)
+
+    @property
+    def distance_arguments(self) -> dict:
+        """:func:`nst_jax.stylize.distance_arguments` of the whole grid: one set of targets, so
+        with mean-cov (Gaussians fitted to a blend of the styles) every point must share the
+        blend, with sliced (directions drawn from the seed) the seed."""
+        first = self.configs[0]
+        if "mean-cov" in self.distances and any(c.style_mix() != first.style_mix()
+                                                for c in self.configs):
+            raise NSTError("the style distance mean-cov fits its target to one blend of the "
+                           "styles: sweep the blend weights with gram only")
+        if "sliced" in self.distances and any(c.seed != first.seed for c in self.configs):
+            raise NSTError("the style distance sliced draws its directions from the seed, one "
+                           "set for the whole sweep: sweep seeds with the other distances")
+        return dict(distance_arguments(first), distances=self.distances)
+
+    @property
     def iterations(self) -> int:
         return self.configs[0].iterations
 
@@ -164,18 +187,21 @@ class Grid:
         return self.configs[0].pooling
 
     def points(self, indices: Sequence[int] | None = None, content_layers: Sequence[str] | None = None,
-               style_layers: Sequence[str] | None = None) -> Point:
+               style_layers: Sequence[str] | None = None,
+               distances: Sequence[str] | None = None) -> Point:
         """The arrays of the points ``indices`` (default all), stacked on a leading axis,
-        with layer weights over ``content_layers`` / ``style_layers`` (default the grid's)."""
+        with layer weights over ``content_layers`` / ``style_layers`` and distance weights
+        over ``distances`` (default the grid's)."""
         indices = range(len(self)) if indices is None else indices
         content_layers = self.content_layers if content_layers is None else tuple(content_layers)
         style_layers = self.style_layers if style_layers is None else tuple(style_layers)
-        rows = [_point(self.configs[i], content_layers, style_layers) for i in indices]
+        distances = self.distances if distances is None else tuple(distances)
+        rows = [_point(self.configs[i], content_layers, style_layers, distances) for i in indices]
         return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *rows)
 
 
-def _point(config: Config, content_layers, style_layers) -> Point:
-    return Point(loss_weights(config, content_layers, style_layers),
+def _point(config: Config, content_layers, style_layers, distances) -> Point:
+    return Point(loss_weights(config, content_layers, style_layers, distances),
                  np.int32(INIT_CODES[config.init]), np.uint32(config.seed),
                  np.float32(config.noise_amplitude))
 
@@ -276,6 +302,8 @@ class Sweeper:
       content_masks / style_masks: the regions, as :func:`nst_jax.stylize.prepare`.
       preserve_colors: :data:`nst_jax.colors.MODES`; the points' images are finished
         with it (:func:`nst_jax.colors.finish`).
+      distances / style_mix / seed: the style distances any point uses and what their
+        targets need (:attr:`Grid.distance_arguments`; default the paper's Gram matrices).
     """
 
     def __init__(self, content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], params, *,
@@ -284,7 +312,8 @@ class Sweeper:
                  preprocessing: Preprocessing = CAFFE, mesh: Mesh | None = None,
                  content_masks: np.ndarray | None = None,
                  style_masks: Sequence[np.ndarray | None] | None = None,
-                 preserve_colors: str = "none"):
+                 preserve_colors: str = "none", distances: Sequence[str] = ("gram",),
+                 style_mix: np.ndarray | None = None, seed: int = 0):
         from nst_jax.images import resize_to
 
         self.preserve_colors = preserve_colors
@@ -298,13 +327,15 @@ class Sweeper:
         self.iterations = iterations
         self.settings = settings = settings or optimizer_settings(Config())
         self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
+        self.distances = tuple(distances)
         module = self.module = module or VGG19()
         replicated = functools.partial(place, self.mesh, spec=PartitionSpec())
         self.content = replicated(np.asarray(content, np.float32))
         # Initialisation from the style image starts from (the first) one at the content's size.
         self.style_start = replicated(resize_to(styles[0], content.shape[:2]))
         loss_fn = build_loss_fn(params, content, styles, content_layers, style_layers, module,
-                                preprocessing, style_masks=style_masks, content_masks=content_masks)
+                                preprocessing, style_masks=style_masks, content_masks=content_masks,
+                                distances=self.distances, style_mix=style_mix, seed=seed)
         # The kernels and targets are an argument, replicated (see Loss): the programs are
         # those of every grid of this shape, whatever its images and weights.
         self._data = replicated(loss_fn.data)
@@ -325,7 +356,8 @@ class Sweeper:
                    style_layers=merged.style_layers, iterations=merged.iterations,
                    settings=merged.settings, module=module or network(first),
                    preprocessing=preprocessing, mesh=mesh, content_masks=content_masks,
-                   style_masks=style_masks, preserve_colors=first.preserve_colors)
+                   style_masks=style_masks, preserve_colors=first.preserve_colors,
+                   **merged.distance_arguments)
 
     @property
     def num_devices(self) -> int:
@@ -357,6 +389,10 @@ class Sweeper:
             set(grid.style_layers) - set(self.style_layers))
         if missing:
             raise NSTError(f"this sweep was compiled without the layers {', '.join(sorted(missing))}")
+        missing = set(grid.distances) - set(self.distances)
+        if missing:
+            raise NSTError(f"this sweep was compiled without the style distance(s) "
+                           f"{', '.join(sorted(missing))}")
 
     def run(self, grid: Grid, *, batch_size: int | None = None, fixed_batch: bool = False,
             steps_per_call: int = 10,
@@ -386,7 +422,8 @@ class Sweeper:
             for number, indices in enumerate(plan):
                 if number and stop.is_set():  # stopped at the end of the last chunk
                     break
-                points = self.place(grid.points(indices, self.content_layers, self.style_layers))
+                points = self.place(grid.points(indices, self.content_layers, self.style_layers,
+                                                 self.distances))
                 batch = _Batch(self, points, grid.iterations)
                 for _ in advance(batch, chunk=steps_per_call, stop=stop):
                     if on_progress:

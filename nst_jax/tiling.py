@@ -55,6 +55,8 @@ import numpy as np
 
 from nst_jax.config import MIN_TILE
 from nst_jax.errors import NSTError
+from nst_jax import distances
+from nst_jax.distances import ADDITIVE
 from nst_jax.losses import Loss, LossTerms, Targets, gram_error, total_variation
 from nst_jax.vgg import VGG, Preprocessing, conv3x3, layer_names, preprocess
 
@@ -438,30 +440,34 @@ def tiled_features(params, module: VGG, preprocessing: Preprocessing, rgb: np.nd
                    map_layers: Sequence[str], gram_layers: Sequence[str],
                    masks: Mapping[str, np.ndarray] | None, tile_px: int,
                    mesh: jax.sharding.Mesh | None = None
-                   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array], dict[str, jax.Array]]:
     """What the targets need from one image, in bounded memory: ``({layer: activations}
-    for map_layers, {layer: (R, N, N) F^T diag(m_r) F} for gram_layers)`` (``masks``:
-    ``{layer: (R, h, w)}`` at each layer's resolution, or None for one region of ones)."""
+    for map_layers, {layer: (R, N, N) F^T diag(m_r) F} and {layer: (R, N) F^T m_r} for
+    gram_layers)`` (``masks``: ``{layer: (R, h, w)}`` at each layer's resolution, or None
+    for one region of ones)."""
     tiled = Tiled(params, module, tuple(map_layers) + tuple(gram_layers), np.shape(rgb)[:2],
                   tile_px, mesh)
     regions = 1 if masks is None else int(next(iter(masks.values())).shape[0])
     mask_cores = {l: tiled.on_cores(masks[l], l, (1, 2)) for l in gram_layers} if masks else {}
 
-    def per_tile(k, ij, features, grams):
-        grams = dict(grams)
+    def per_tile(k, ij, features, acc):
+        grams, sums = dict(acc[0]), dict(acc[1])
         for l in gram_layers:
             if l in tiled.plan.stages[k].layers:
                 m = None if masks is None else tiled.core(mask_cores[l], k, tiled.level_of(l), ij,
                                                           (1, 2))
                 grams[l] = grams[l] + _region_grams(features[l], m)
-        return grams
+                sums[l] = sums[l] + _region_sums(features[l], m)
+        return grams, sums
 
     def run(x, kernels):
         channels = {l: kernels[l][0].shape[-1] for l in gram_layers}
-        init = {l: jnp.zeros((regions, channels[l], channels[l]), jnp.float32) for l in gram_layers}
-        grams, maps, _ = tiled.forward(kernels, preprocess(x, preprocessing), per_tile, init,
-                                       map_layers)
-        return maps, grams
+        init = ({l: jnp.zeros((regions, channels[l], channels[l]), jnp.float32)
+                 for l in gram_layers},
+                {l: jnp.zeros((regions, channels[l]), jnp.float32) for l in gram_layers})
+        (grams, sums), maps, _ = tiled.forward(kernels, preprocess(x, preprocessing), per_tile,
+                                               init, map_layers)
+        return maps, grams, sums
 
     # The kernels are an argument: a jitted function's large constants cost several copies.
     return jax.jit(lambda x, kernels: tiled.shard(run, x, kernels))(jnp.asarray(rgb, jnp.float32),
@@ -474,6 +480,14 @@ def _region_grams(features: jax.Array, mask: jax.Array | None) -> jax.Array:
     if mask is None:
         return (flat.T @ flat)[None]
     return jnp.einsum("rm,mi,mj->rij", mask.reshape(mask.shape[0], -1), flat, flat)
+
+
+def _region_sums(features: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """``(R, N)``: ``F^T m_r`` for each region (the features' sum without masks)."""
+    flat = features.reshape(-1, features.shape[-1])
+    if mask is None:
+        return jnp.sum(flat, axis=0)[None]
+    return mask.reshape(mask.shape[0], -1) @ flat
 
 
 def make_tiled_loss(params, module: VGG, preprocessing: Preprocessing, targets: Targets,
@@ -510,9 +524,17 @@ def make_tiled_loss(params, module: VGG, preprocessing: Preprocessing, targets: 
                   if masks is not None else {}),
         "areas": {l: jnp.asarray(a) for l, a in areas.items()},
         "style": {l: jnp.asarray(targets.style[l]) for l in style_layers},
+        "distances": {name: jax.tree_util.tree_map(jnp.asarray, target)
+                      for name, target in (targets.distances or {}).items()},
     }
+    unsupported = sorted(set(own_data["distances"]) - set(ADDITIVE))
+    if unsupported:
+        raise NSTError(f"the style distance {' and '.join(unsupported)} does not tile (it sorts a "
+                       "layer's features over the whole image)")
 
     guided = masks is not None
+    # The features' sums are accumulated only for a distance that needs them (mean-cov).
+    with_sums = bool(own_data["distances"])
     del masks, areas  # the loss reads them from ``data`` only
 
     def evaluate(pixels, weights, data, with_gradient: bool):
@@ -527,41 +549,60 @@ def make_tiled_loss(params, module: VGG, preprocessing: Preprocessing, targets: 
             return 0.5 * jnp.sum(jnp.square(features[l] - target))
 
         def per_tile(k, ij, features, acc):
-            grams, squares = dict(acc[0]), dict(acc[1])
+            grams, sums, squares = dict(acc[0]), dict(acc[1]), dict(acc[2])
             for l in tiled.plan.stages[k].layers:
                 if l in style_layers:
                     grams[l] = grams[l] + _region_grams(features[l], tile_mask(l, k, ij))
+                    if with_sums:
+                        sums[l] = sums[l] + _region_sums(features[l], tile_mask(l, k, ij))
                 if l in content_layers:
                     squares[l] = squares[l] + tile_error(l, k, ij, features)
-            return grams, squares
+            return grams, sums, squares
 
-        def style_term(grams):
+        def style_term(stats):
+            """The style term of :func:`nst_jax.losses.mixed_style_loss` from the sums over
+            the tiles: Gram matrices (eq. 4) and, for mean-cov, the features' sums."""
+            grams, sums = stats
             lam = (jnp.ones((regions,), jnp.float32) if weights.region_weights is None
                    else jnp.asarray(weights.region_weights, jnp.float32))
             mix = (jnp.ones((1, 1), jnp.float32) if weights.style_mix is None
                    else jnp.asarray(weights.style_mix, jnp.float32))
             total = jnp.float32(0.0)
-            for l, w in weights.style_layer_weights.items():
-                t = jnp.einsum("rk,kij->rij", mix, data["style"][l])
-                errors = jnp.stack([gram_error(grams[l][r], t[r], data["areas"][l][r])
-                                    for r in range(regions)])
-                total = total + jnp.asarray(w, jnp.float32) * jnp.dot(lam, errors)
+            for name, u in (weights.distance_weights or {"gram": 1.0}).items():
+                term = jnp.float32(0.0)
+                for l, w in weights.style_layer_weights.items():
+                    areas = data["areas"][l]
+                    if name == "gram":
+                        t = jnp.einsum("rk,kij->rij", mix, data["style"][l])
+                        errors = jnp.stack([gram_error(grams[l][r], t[r], areas[r])
+                                            for r in range(regions)])
+                    else:  # mean-cov (the others are refused above)
+                        t = {key: v[l] for key, v in data["distances"][name].items()}
+                        errors = jnp.stack([distances.SCALES[name] * distances.mean_cov_error(
+                            sums[l][r] / areas[r], grams[l][r] / areas[r], t["mean"][r],
+                            t["cov_sqrt"][r], t["cov_trace"][r]) for r in range(regions)])
+                    term = term + jnp.asarray(w, jnp.float32) * jnp.dot(lam, errors)
+                total = total + jnp.asarray(u, jnp.float32) * term
             return total
 
         x, to_pixels = jax.vjp(lambda p: preprocess(p, preprocessing), pixels)
         init = ({l: jnp.zeros((regions,) + data["style"][l].shape[1:], jnp.float32)
-                 for l in style_layers}, {l: jnp.float32(0.0) for l in content_layers})
-        (grams, squares), _, inputs = tiled.forward(data["kernels"], x, per_tile, init,
-                                                    keep=with_gradient)
+                 for l in style_layers},
+                {l: jnp.zeros((regions, data["style"][l].shape[-1]), jnp.float32)
+                 for l in style_layers} if with_sums else {},
+                {l: jnp.float32(0.0) for l in content_layers})
+        (grams, sums, squares), _, inputs = tiled.forward(data["kernels"], x, per_tile, init,
+                                                          keep=with_gradient)
         content = sum((jnp.asarray(w, jnp.float32) * squares[l]
                        for l, w in weights.content_layer_weights.items()), jnp.float32(0.0))
-        style = style_term(grams)
+        style = style_term((grams, sums))
         tv = total_variation(pixels)
         total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
         if not with_gradient:
             return (total, LossTerms(content, style, tv)), None
-        # dL/dG, fixed for pass 2: <F^T diag(m) F, dL/dG> has eq. 6 as its gradient in F.
-        d_grams = jax.grad(lambda g: weights.beta * style_term(g))(grams)
+        # dL/dG (and dL/dS), fixed for pass 2: <F^T diag(m) F, dL/dG> + <F^T m, dL/dS> has
+        # eq. 6 (and mean-cov's gradient) as its gradient in F.
+        d_grams, d_sums = jax.grad(lambda stats: weights.beta * style_term(stats))((grams, sums))
 
         def surrogate(k, ij, features):
             value = jnp.float32(0.0)
@@ -571,6 +612,9 @@ def make_tiled_loss(params, module: VGG, preprocessing: Preprocessing, targets: 
                               * tile_error(l, k, ij, features))
                 if l in style_layers:
                     value += jnp.sum(_region_grams(features[l], tile_mask(l, k, ij)) * d_grams[l])
+                    if with_sums:
+                        value += jnp.sum(_region_sums(features[l], tile_mask(l, k, ij))
+                                         * d_sums[l])
             return value
 
         grad = to_pixels(tiled.backward(data["kernels"], inputs, surrogate))[0]

@@ -15,7 +15,7 @@ def test_every_field_has_help_a_group_and_a_check():
         assert meta["help"] and meta["group"] in cfg.GROUPS, name
         assert callable(meta["check"]), name
         assert meta["kind"] in ("path", "paths", "int", "float", "choice", "bool", "layers",
-                                "floats", "tile"), name
+                                "floats", "tile", "mix"), name
         if meta["kind"] == "choice":
             assert getattr(Config(), name) in meta["choices"], name
 
@@ -23,7 +23,8 @@ def test_every_field_has_help_a_group_and_a_check():
 def test_sweepable_and_static_split_the_fields():
     assert set(SWEEPABLE) == {"alpha", "beta", "content_layers", "content_layer_weights",
                               "style_layers", "style_layer_weights", "tv_weight", "init", "seed",
-                              "noise_amplitude", "ratio", "style_blend_weights", "region_weights"}
+                              "noise_amplitude", "ratio", "style_blend_weights", "region_weights",
+                              "style_loss"}
     assert set(STATIC_FIELDS) | (set(SWEEPABLE) - set(ALIASES)) == set(FIELDS)
     assert not set(STATIC_FIELDS) & set(SWEEPABLE)
 

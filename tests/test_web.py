@@ -164,7 +164,8 @@ def test_bad_uploads_are_a_message_and_the_server_goes_on(client, pictures, tmp_
 RUN_PAGE = dict(content=None, style_1=None, style_2=None, style_3=None, weight_1=1.0,
                 weight_2=1.0, weight_3=1.0, mode="blend", mask_1=None, mask_2=None, mask_3=None,
                 style_scale=1.0, colours="none", init="noise", optimizer="lbfgs-stepwise",
-                size=40, iterations=3, log_ratio=-3.0, seed=0, start_size=0, every=1)
+                size=40, iterations=3, log_ratio=-3.0, seed=0, start_size=0, every=1,
+                style_loss="gram")
 
 
 def _page_job(client, pictures, **controls):
@@ -308,7 +309,7 @@ def test_a_request_reads_no_file_but_uploads_and_examples(server, pictures, prob
                                                            mode="regions", mask_1=f)),
         "sweep's content image": ("run_sweep", lambda f: list(dict(
             RUN_PAGE, content=f, style_1=style, size=32, iterations=1).values())[:17]
-            + ["1e-3", "0"]),
+            + ["1e-3", "0", ["gram"]]),
         "/stylize content": ("stylize", lambda f: [f, style, 40, 1, -3, 0]),
         "/stylize style": ("stylize", lambda f: [content, f, 40, 1, -3, 0]),
         "/sweep style": ("sweep", lambda f: [content, f, "1e-3", "0", 32, 1]),

@@ -21,7 +21,7 @@ from nst_jax.apps.common.runner import ExitCode
 from nst_jax.apps.common.sweeps import (DEFAULTS, add_run_flags, check_batch_size, load,
                                         make_sweeper, missing_folders, output_files,
                                         prepare_folder, remove_empty, start, sweep_to_folder)
-from nst_jax.config import ConfigError
+from nst_jax.config import ConfigError, style_loss as style_loss_text
 from nst_jax.errors import one_line
 
 
@@ -63,8 +63,14 @@ def make_grid(args, flags: ConfigFlags):
 
     refuse_single_run_fields(args, flags)
     base = flags.config(args)
+    axes = flags.axis_values(args)
     try:
-        return Grid.product(base, **flags.axis_values(args))
+        # Style distances as each point's config writes them (gram:1,histogram:1 ->
+        # gram,histogram): the labels, file names and results.csv say what the PNGs' metadata says.
+        if "style_loss" in axes:
+            axes["style_loss"] = tuple(style_loss_text("style_loss", v)
+                                       for v in axes["style_loss"])
+        return Grid.product(base, **axes)
     except ConfigError as e:
         raise flags.usage_error(e) from None
 

@@ -17,7 +17,9 @@ Sweep axes (``sweep.py``), one list of points per sweepable field:
 - layer sets: comma-separated points, ``+`` joining the layers of one point
   (``--content-layers conv2_2,conv2_2+conv4_2``);
 - weight vectors: ``;``-separated points, each comma-separated as in
-  ``stylize.py`` (``--style-layer-weights "1,0,0,0,0;0.2,0.2,0.2,0.2,0.2"``).
+  ``stylize.py`` (``--style-layer-weights "1,0,0,0,0;0.2,0.2,0.2,0.2,0.2"``);
+- style distances: ``;``-separated points, each a distance or a mix as in ``stylize.py``
+  (``--style-losses "gram;sliced;gram:1,histogram:1"``).
 """
 from __future__ import annotations
 
@@ -138,7 +140,7 @@ METAVARS = {"int": "N", "float": "X", "path": "FILE", "paths": "FILE[,FILE...]",
 
 SINGLE: dict[str, Callable[[str], Any]] = {
     "int": _whole, "float": _real, "path": file_path, "paths": _paths, "choice": str,
-    "layers": _names, "floats": _reals, "tile": _tile,
+    "layers": _names, "floats": _reals, "tile": _tile, "mix": str,
 }
 
 
@@ -150,6 +152,8 @@ def _axis(kind: str) -> Callable[[str], tuple]:
             points = tuple(tuple(_items(item, "+")) for item in _items(text))
         elif kind == "floats":
             points = tuple(_reals(item) for item in _items(text, ";"))
+        elif kind == "mix":  # gram;sliced;gram:1,histogram:1
+            points = tuple(_items(text, ";"))
         else:
             points = tuple(SINGLE[kind](item) for item in _items(text))
         if not points:
@@ -175,8 +179,11 @@ def _flag(name: str) -> str:
 
 
 def axis_flag(name: str, kind: str) -> str:
-    """``seed`` -> ``--seeds``; fields whose values are lists keep their own name."""
-    return _flag(name) if kind in ("layers", "floats") else _flag(name) + "s"
+    """``seed`` -> ``--seeds``, ``style_loss`` -> ``--style-losses``; fields whose values
+    are lists keep their own name."""
+    if kind in ("layers", "floats"):
+        return _flag(name)
+    return _flag(name) + ("es" if name.endswith("s") else "s")
 
 
 def _default_text(value: Any, shown: str | None) -> str:
@@ -229,7 +236,8 @@ class ConfigFlags:
             if as_axis:
                 flag = axis_flag(name, kind)
                 syntax = {"layers": "comma-separated points, '+' joins the layers of one point",
-                          "floats": "';'-separated points, each comma-separated"}.get(
+                          "floats": "';'-separated points, each comma-separated",
+                          "mix": "';'-separated points, each a distance or a mix"}.get(
                               kind, "comma-separated")
                 group.add_argument(flag, dest=name, type=_axis(kind), default=None,
                                    metavar="VALUES", action=_AxisAction,

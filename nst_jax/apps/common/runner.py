@@ -266,6 +266,7 @@ TOOLS = {
     "control_figures": "nst_jax.apps.figures.control_figures",
     "serve": "nst_jax.apps.web.serve",
     "video": "nst_jax.apps.cli.video",
+    "style_distances": "nst_jax.apps.figures.style_distances",
 }
 
 
@@ -295,3 +296,7 @@ def serve() -> int:
 
 def video() -> int:
     return run_tool(TOOLS["video"])
+
+
+def style_distances() -> int:
+    return run_tool(TOOLS["style_distances"])

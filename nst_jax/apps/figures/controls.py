@@ -145,7 +145,8 @@ def style_losses(sweeper, base: Config, images: Sequence[np.ndarray]) -> np.ndar
     for k in range(len(base.style)):
         one_hot = tuple(float(j == k) for j in range(len(base.style)))
         grid = Grid((base.replace(style_blend_weights=one_hot),) * len(images))
-        points = sweeper.place(grid.points(None, sweeper.content_layers, sweeper.style_layers))
+        points = sweeper.place(grid.points(None, sweeper.content_layers, sweeper.style_layers,
+                                        sweeper.distances))
         _, terms = sweeper.terms(pixels, points)
         out.append(np.asarray(to_host(terms.style), np.float64))
     return np.stack(out, axis=1)

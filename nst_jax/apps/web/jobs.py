@@ -47,7 +47,14 @@ LABELS = {"size": "Size", "iterations": "Iterations", "alpha": "α/β", "beta": 
           "style_scale": "Style scale", "preserve_colors": "Colours", "start_size": "Start size",
           "init": "Start from", "seed": "Seed", "optimizer": "Optimiser",
           "style_blend_weights": "Style weights", "region_weights": "Style weights",
-          "content_masks": "Region masks", "tv_weight": "TV weight"}
+          "content_masks": "Region masks", "tv_weight": "TV weight",
+          "style_loss": "Style distance", "style": "Style images"}
+# The Style distance control's choices, (label, Config.style_loss): the paper's Gram matrices,
+# nst_jax.distances' others, and Risser et al.'s Gram + histogram. A request may name no other
+# (the library takes any weighted mix; the page offers these).
+STYLE_DISTANCES = (("gram (paper, default)", "gram"), ("mean-cov", "mean-cov"),
+                   ("sliced", "sliced"), ("histogram", "histogram"),
+                   ("gram + histogram (Risser)", "gram,histogram"))
 # How the page combines several styles.
 BLEND, REGIONS = "blend", "regions"
 # The command line's defaults, which the page's are.
@@ -246,20 +253,31 @@ def whole_number(value: Any, label: str, low: int, high: int, why: str = "") -> 
     return int(out)
 
 
+def style_distance(value: Any, label: str = "Style distance") -> str:
+    """The ``Config.style_loss`` of the Style distance control: one of the values of
+    :data:`STYLE_DISTANCES`, else a message that echoes nothing of the request."""
+    values = [v for _, v in STYLE_DISTANCES]
+    if not isinstance(value, str) or value not in values:
+        names = [v.replace(",", " + ") for v in values]
+        raise NSTError(f"{label} must be one of {', '.join(names[:-1])} or {names[-1]}")
+    return value
+
+
 def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[Any] = (),
                 mode: str = BLEND, masks: Sequence[Upload | None] = (), size: Any = CLI.size,
                 iterations: Any = CLI.iterations, log_ratio: Any = DEFAULT_LOG_RATIO,
                 style_scale: Any = 1.0, preserve_colors: str = CLI.preserve_colors,
                 start_size: Any = 0, init: str = CLI.init, seed: Any = CLI.seed,
                 optimizer: str = CLI.optimizer, tv_weight: Any = CLI.tv_weight,
-                weights_path: str | None = None, limits: Limits = Limits()) -> Config:
+                style_loss: Any = CLI.style_loss, weights_path: str | None = None,
+                limits: Limits = Limits()) -> Config:
     """The :class:`Config` of the page's controls, within ``limits``.
 
     ``styles`` with their ``weights`` (one each; normalised) are blended over the whole
     image (``mode='blend'``) or each painted in its region (``mode='regions'``: ``masks``,
     one per style). ``log_ratio`` is ``log10 α/β`` (:func:`alpha_beta`); ``start_size`` 0
-    is one scale; ``style_scale`` 1 is the style at the output's size. Defaults are the
-    CLI's.
+    is one scale; ``style_scale`` 1 is the style at the output's size; ``style_loss`` is one
+    of :data:`STYLE_DISTANCES`' values (:func:`style_distance`). Defaults are the CLI's.
 
     Raises:
       NSTError: a control is out of its range or the server's limits, or the styles,
@@ -296,13 +314,14 @@ def make_config(*, content: Upload, styles: Sequence[Upload], weights: Sequence[
         raise NSTError(f"styles combine by {BLEND} or {REGIONS}, got {mode!r}")
     if init not in INITS:  # the library reads any other value as a file: not the page's
         raise NSTError(f"Start from must be one of {', '.join(INITS)}")  # echoes no path
+    style_loss = style_distance(style_loss)
     try:
         return Config(content=str(content.path), style=tuple(str(s.path) for s in styles),
                       size=size, iterations=iterations, alpha=alpha, beta=beta,
                       style_scale=None if scale == 1.0 else (scale,),
                       preserve_colors=preserve_colors, start_size=start or None, init=init,
                       seed=seed, optimizer=optimizer, tv_weight=number(tv_weight, "TV weight"),
-                      weights=weights_path, **fields)
+                      style_loss=style_loss, weights=weights_path, **fields)
     except ConfigError as e:
         raise NSTError(f"{LABELS.get(e.field, e.field)} {e.problem_naming(labelled)}") from None
 
@@ -432,24 +451,46 @@ def parse_values(text: Any, label: str, parse: Callable[[str], Any]) -> list:
     return out
 
 
-def sweep_grid(base: Config, ratios: Any, seeds: Any, limits: Limits):
-    """The :class:`nst_jax.sweep.Grid` of α/β values (text, e.g. ``"1e-4, 1e-3"``) x seeds
-    (``"0, 1"``) around ``base``, at most ``limits.max_points`` points."""
+def style_distances(values: Any, label: str = "Style distances") -> list[str]:
+    """The Sweep tab's style distances (a list of :data:`STYLE_DISTANCES`' values, each
+    checked by :func:`style_distance`; one value alone is one), at least one, none twice."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if not values:
+        raise NSTError(f"{label}: choose at least one")
+    out = [style_distance(v, label) for v in values]
+    if len(set(out)) != len(out):
+        raise NSTError(f"{label}: a value is given twice")
+    return out
+
+
+def sweep_grid(base: Config, ratios: Any, seeds: Any, limits: Limits, distances: Any = None):
+    """The :class:`nst_jax.sweep.Grid` of style distances (:func:`style_distances`; None:
+    ``base``'s) x α/β values (text, e.g. ``"1e-4, 1e-3"``) x seeds (``"0, 1"``) around
+    ``base``, at most ``limits.max_points`` points. One distance is no axis (the points and
+    their names are those of a sweep of α/β and seeds)."""
     from nst_jax.sweep import Grid
 
     ratio_values = parse_values(ratios, "α/β values", float)
     seed_values = parse_values(seeds, "Seeds", int)
-    points = len(ratio_values) * len(seed_values)
+    distance_values = None if distances is None else style_distances(distances)
+    count = 1 if distance_values is None else len(distance_values)
+    points = count * len(ratio_values) * len(seed_values)
     if points > limits.max_points:
+        several = f" x {count} style distances" if count > 1 else ""
         raise NSTError(f"{points} points ({len(ratio_values)} α/β values x {len(seed_values)} "
-                       f"seeds); this server runs at most {limits.max_points} at once")
-    if base.start_size is not None:
-        base = base.replace(start_size=None)  # a sweep runs every point at one size
+                       f"seeds{several}); this server runs at most {limits.max_points} at once")
+    axes: dict[str, list] = {}
     try:
-        return Grid.product(base, ratio=ratio_values, seed=seed_values)
+        if base.start_size is not None:
+            base = base.replace(start_size=None)  # a sweep runs every point at one size
+        if distance_values is not None and count == 1:
+            base = base.replace(style_loss=distance_values[0])
+        elif distance_values is not None:
+            axes["style_loss"] = distance_values  # first: the rows of the contact sheet
+        return Grid.product(base, **axes, ratio=ratio_values, seed=seed_values)
     except ConfigError as e:
         name = {"alpha": "α/β values", "beta": "α/β values", "ratio": "α/β values",
-                "seed": "Seeds"}.get(e.field, LABELS.get(e.field, e.field))
+                "seed": "Seeds", "style_loss": "Style distances"}.get(e.field, labelled(e.field))
         raise NSTError(f"{name} {e.problem_naming(labelled)}") from None
 
 

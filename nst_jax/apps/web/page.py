@@ -8,11 +8,12 @@
 - the settings the tabs share: style scale, colour preservation, start image,
   optimiser;
 - **Stylize**: size, iterations, α/β (a logarithmic control), seed, coarse-to-fine start
-  size, the live refresh; Run shows the image as it forms with a progress bar, the losses
-  and an ETA; Stop keeps the image so far; the PNG downloads with the command line's
-  metadata;
-- **Sweep**: α/β values x seeds as one compiled grid, shown as a labelled gallery with
-  each point's losses, and the contact sheet to download;
+  size, the live refresh, the style distance (the paper's Gram matrices or one of
+  :data:`~nst_jax.apps.web.jobs.STYLE_DISTANCES`); Run shows the image as it forms with a
+  progress bar, the losses and an ETA; Stop keeps the image so far; the PNG downloads with
+  the command line's metadata;
+- **Sweep**: style distances x α/β values x seeds as one compiled grid, shown as a
+  labelled gallery with each point's losses, and the contact sheet to download;
 - **Video**: an uploaded clip (within the server's video limits) in the styles, frame by
   frame with temporal consistency (:mod:`nst_jax.video`'s schedules); the frames appear
   in a gallery as they finish, and the result plays and downloads as an mp4.
@@ -146,9 +147,13 @@ def message_html(text: str, state: str = "error") -> str:
             f'{html.escape(text)}</p></div>')
 
 
+# How a sweep point's caption names its axes.
+AXIS_NAMES = {"ratio": "α/β", "style_loss": "distance"}
+
+
 def caption(result) -> str:
     """A sweep point's label in the gallery: its axis values and losses."""
-    labels = " · ".join(f"{'α/β' if k == 'ratio' else k} {format_value(v)}"
+    labels = " · ".join(f"{AXIS_NAMES.get(k, k)} {format_value(v)}"
                         for k, v in result.labels.items())
     state = "" if result.status in ("completed", "converged") else f" ({result.status})"
     return (f"{labels}: loss {result.total:.3g} (content {result.content:.3g}, "
@@ -276,11 +281,11 @@ class App:
 
     def run_page(self, content, style_1, style_2, style_3, weight_1, weight_2, weight_3, mode,
                  mask_1, mask_2, mask_3, style_scale, colours, init, optimizer, size, iterations,
-                 log_ratio, seed, start_size, every, request: gr.Request):
+                 log_ratio, seed, start_size, every, style_loss, request: gr.Request):
         """Run: the image, the status and the download, every few iterations."""
         controls = dict(size=size, iterations=iterations, log_ratio=log_ratio,
                         style_scale=style_scale, preserve_colors=colours, start_size=start_size,
-                        init=init, seed=seed, optimizer=optimizer)
+                        init=init, seed=seed, optimizer=optimizer, style_loss=style_loss)
 
         def outputs(stop):
             images = self._images(content, [style_1, style_2, style_3],
@@ -305,16 +310,16 @@ class App:
         return self._called(request, result)
 
     def sweep_updates(self, images, shared: dict, size, iterations, ratios, seeds,
-                      stop: Stop) -> Iterator[tuple[jobs.SweepUpdate, int]]:
+                      stop: Stop, distances=None) -> Iterator[tuple[jobs.SweepUpdate, int]]:
         config = self._config(images, size=size, iterations=iterations, **shared)
-        grid = jobs.sweep_grid(config, ratios, seeds, self.limits)
+        grid = jobs.sweep_grid(config, ratios, seeds, self.limits, distances)
         inputs = jobs.read_inputs(config, images.uploads)
         for update in jobs.sweep(grid, inputs, self.network, self._job_folder(), stop=stop):
             yield update, len(grid)
 
     def run_sweep(self, content, style_1, style_2, style_3, weight_1, weight_2, weight_3, mode,
                   mask_1, mask_2, mask_3, style_scale, colours, init, optimizer, size, iterations,
-                  ratios, seeds, request: gr.Request):
+                  ratios, seeds, distances, request: gr.Request):
         """Run sweep: the gallery, the status and the contact sheet."""
         shared = dict(style_scale=style_scale, preserve_colors=colours, init=init,
                       optimizer=optimizer)
@@ -323,7 +328,7 @@ class App:
             images = self._images(content, [style_1, style_2, style_3],
                                   [weight_1, weight_2, weight_3], mode, [mask_1, mask_2, mask_3])
             for update, points in self.sweep_updates(images, shared, size, iterations, ratios,
-                                                     seeds, stop):
+                                                     seeds, stop, distances):
                 gallery = [(str(update.files[r.index]), caption(r)) for r in update.results]
                 yield (gallery or gr.skip(), sweep_status_html(update, points),
                        str(update.sheet) if update.sheet else gr.skip())
@@ -486,6 +491,12 @@ class App:
                                 every = gr.Slider(1, 50, 10, step=1,
                                                   label="Refresh the image every N iterations",
                                                   elem_id="every")
+                            style_loss = gr.Dropdown(
+                                list(jobs.STYLE_DISTANCES), value=DEFAULTS.style_loss,
+                                label="Style distance",
+                                info="how the style's features are compared: Gram matrices (the "
+                                     "paper's), or their distributions (sliced and histogram: "
+                                     "one style, no regions)", elem_id="style-loss")
                             with gr.Row():
                                 run = gr.Button("Run", variant="primary", elem_id="run")
                                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -496,12 +507,15 @@ class App:
                                                            "the loss in its metadata)",
                                                interactive=False, elem_id="download")
                         with gr.Tab("Sweep", id="sweep"):
-                            gr.Markdown("Every combination of α/β and seed, computed at once "
-                                        "as one compiled grid.")
+                            gr.Markdown("Every combination of style distance, α/β and seed, "
+                                        "computed at once as one compiled grid.")
                             with gr.Row():
                                 ratios = gr.Textbox("1e-4, 1e-3, 1e-2", label="α/β values",
                                                     elem_id="sweep-ratios")
                                 seeds = gr.Textbox("0", label="Seeds", elem_id="sweep-seeds")
+                            distances = gr.CheckboxGroup(
+                                list(jobs.STYLE_DISTANCES), value=[DEFAULTS.style_loss],
+                                label="Style distances", elem_id="sweep-distances")
                             with gr.Row():
                                 sweep_size = gr.Slider(16, limits.max_size,
                                                        start["sweep_size"],
@@ -535,11 +549,11 @@ class App:
             images = [content, style_1, style_2, style_3, *weights, mode, *masks]
             shared = [style_scale, colours, init, optimizer]
             run.click(self.run_page, images + shared + [size, iterations, log_ratio, seed,
-                                                        start_size, every],
+                                                        start_size, every, style_loss],
                       [result, status, download], api_visibility="undocumented",
                       api_name="run_page", **job)
             run_sweep.click(self.run_sweep, images + shared + [sweep_size, sweep_iterations,
-                                                               ratios, seeds],
+                                                               ratios, seeds, distances],
                             [gallery, sweep_status, sheet], api_visibility="undocumented",
                             api_name="run_sweep", **job)
             run_video.click(self.run_video, [video_inputs[0], style_1, style_2, style_3, *weights,

@@ -16,8 +16,8 @@ A case kind is a module with:
 
 Adding a case kind: a module here and a line in :data:`KINDS` and :data:`RUN_ORDER`.
 """
-from nst_jax.apps.benchmark.cases import (bfloat16, binding, memory, parity, peer, photos, profile,
-                                          quality, speed, startup, tiled, video)
+from nst_jax.apps.benchmark.cases import (bfloat16, binding, distances, memory, parity, peer,
+                                          photos, profile, quality, speed, startup, tiled, video)
 
 # The order of their flags in --help and of their tables in the report.
 KINDS = {
@@ -33,12 +33,13 @@ KINDS = {
     "peer": peer,
     "video": video,
     "photos": photos,
+    "distances": distances,
 }
 
 # The order they run in (the benchmark's order before the registry): the parity check
 # before anything is timed.
 RUN_ORDER = ("parity", "speed", "memory", "bfloat16", "tiled", "quality", "profile", "startup",
-             "binding", "peer", "video", "photos")
+             "binding", "peer", "video", "photos", "distances")
 
 # What a worker process runs, by kind: ``worker.run_in_subprocess(name, **kwargs)``.
 CASES = {name: kind.CASE for name, kind in KINDS.items() if kind.CASE is not None}
