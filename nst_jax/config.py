@@ -546,7 +546,7 @@ class Config:
         """sliced and histogram sort a whole layer's features at once: one style image over
         the whole image, untiled (``tile_size='auto'`` is taken: an image that fits is not
         tiled, and :func:`nst_jax.stylize.prepare` says so when one does not fit)."""
-        sorting = [d for d in self.distance_weights() if d not in ADDITIVE_DISTANCES]
+        sorting = self.sorting_distances()
         if not sorting:
             return
         which = " and ".join(sorting)
@@ -563,6 +563,11 @@ class Config:
             if given:
                 raise ConfigError(name, f"cannot be used with the style distance {which} "
                                         f"({mention('style_loss')}), which {why}")
+
+    def sorting_distances(self) -> list[str]:
+        """The distances of :attr:`style_loss` that sort a whole layer (not in
+        :data:`ADDITIVE_DISTANCES`): no tiles, regions or several styles."""
+        return [d for d in self.distance_weights() if d not in ADDITIVE_DISTANCES]
 
     def distance_weights(self) -> dict[str, float]:
         """``{distance: weight}`` of :attr:`style_loss` (:func:`parse_style_loss`)."""

@@ -559,7 +559,7 @@ def prepare(content: np.ndarray, style: np.ndarray | Sequence[np.ndarray], param
     seen_content = np.asarray(seen_content, np.float32)
     styles = [np.asarray(s, np.float32) for s in styles]
     memory = memory_model.choose(config.tile_size, seen_content.shape[:2], config.lbfgs_memory)
-    sorting = [d for d in config.distance_weights() if d not in distance_fns.ADDITIVE]
+    sorting = config.sorting_distances()
     if sorting and memory.tile_size is not None:
         raise NSTError(f"a {seen_content.shape[1]}x{seen_content.shape[0]} image needs tiles of "
                        f"{memory.tile_size} px to fit in memory, and the style distance "
