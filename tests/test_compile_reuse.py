@@ -19,7 +19,7 @@ import pytest
 from nst_jax import stylize, sweep, vgg
 from nst_jax.apps.common import compile_cache
 from nst_jax.config import Config
-from tests.conftest import REPO, make_tiny_params
+from tests.conftest import REPO, make_tiny_params, mappings
 
 LAYERS = dict(content_layers=("conv4_2",), style_layers=("conv1_1", "conv2_1", "conv3_1"))
 
@@ -267,3 +267,19 @@ def test_the_bench_times_a_first_and_a_repeated_start_up(real_weights, tmp_path)
     assert first["total_s"] == pytest.approx(sum(first["stages"].values()))
     table = "\n".join(startup.startup_markdown([first, repeated]))
     assert "| 32 | first |" in table and "| 32 | repeated |" in table
+
+
+# --- the suite's bound on memory mappings (tests/conftest.py) ---------------------------------
+
+@pytest.mark.skipif(mappings() is None, reason="no /proc/self/maps: not Linux")
+def test_clearing_jax_caches_frees_the_mappings_of_compiled_programs():
+    # conftest clears JAX's caches between modules once the process nears vm.max_map_count:
+    # that only helps if the compiled programs' machine code is unmapped with them.
+    before = mappings()
+    programs = [jax.jit(lambda x, k=k: jnp.sin(x) * k + jnp.cos(x @ x.T).sum()) for k in range(100)]
+    for program in programs:
+        program(jnp.ones((8, 8))).block_until_ready()
+    compiled = mappings()
+    assert compiled - before >= 200  # a few mappings per program
+    jax.clear_caches()
+    assert mappings() - before < (compiled - before) / 4
