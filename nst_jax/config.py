@@ -49,6 +49,8 @@ MAX_SIDE = 4096
 # --tile-size: the smallest tile (its halo is 24 px each side; see nst_jax.tiling).
 MIN_TILE = 64
 MAX_ITERATIONS = 100_000
+# sliced's directions are drawn anew every this many iterations (docs/style-distances.md).
+REDRAW_EVERY = 50
 DEFAULT_LBFGS_MEMORY = 10
 MAX_LBFGS_MEMORY = 100
 # --coarse-iterations: chosen by measurement (docs/high-resolution.md, "Coarse to fine").
@@ -426,6 +428,11 @@ class Config:
                 "Gaussians), sliced (sliced Wasserstein) or histogram (Risser et al.'s), or a "
                 "weighted mix such as gram:1,histogram:1 (docs/style-distances.md)", "loss",
         style_loss, kind="mix", sweep=True, metavar="NAME[:W],...")
+    redraw_every: int = field(
+        REDRAW_EVERY, "with the style distance sliced: draw its random directions anew every N "
+                      "iterations, L-BFGS starting afresh on each draw as Heitz et al.'s does "
+                      f"(1-{MAX_ITERATIONS}; 0 = one draw for the whole run)", "loss",
+        whole(0, MAX_ITERATIONS), kind="int")
     # network
     pooling: str = field("avg", "pooling in VGG19 (the paper uses avg)", "network", choice(POOLINGS),
                          kind="choice", choices=POOLINGS)

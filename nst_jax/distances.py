@@ -224,16 +224,22 @@ def mean_cov_target(mean: np.ndarray, second: np.ndarray) -> dict[str, np.ndarra
 # --- sorted projections (sliced Wasserstein, histograms) -------------------------------------
 
 
-def quantiles(samples: np.ndarray, count: int) -> np.ndarray:
+def quantiles(samples, count: int, xp=np):
     """The ``count`` quantiles ``Q((j + 1/2) / count)`` of each column of ``samples``
     ``(S, P)`` (linear interpolation between order statistics): the sorted values a set
-    of ``count`` samples from the same distribution would have; ``(count, P)``."""
-    samples = np.sort(np.asarray(samples, np.float64), axis=0)
-    positions = (np.arange(count) + 0.5) / count * samples.shape[0] - 0.5
-    below = np.clip(np.floor(positions).astype(np.int64), 0, samples.shape[0] - 1)
-    above = np.clip(below + 1, 0, samples.shape[0] - 1)
+    of ``count`` samples from the same distribution would have; ``(count, P)``. ``xp``:
+    ``numpy`` (on the host, in float64) or ``jax.numpy`` (traced, in the samples' dtype)."""
+    size = np.shape(samples)[0]
+    if xp is np:
+        ordered = np.sort(np.asarray(samples, np.float64), axis=0)
+    else:  # sorted along the transpose's last axis: see sorted_distance
+        ordered = jnp.sort(samples.T, axis=-1).T
+    positions = (np.arange(count) + 0.5) / count * size - 0.5
+    below = np.clip(np.floor(positions).astype(np.int64), 0, size - 1)
+    above = np.clip(below + 1, 0, size - 1)
     t = np.clip(positions - below, 0.0, 1.0)[:, None]
-    return ((1 - t) * samples[below] + t * samples[above]).astype(np.float32)
+    out = (1 - t) * ordered[below] + t * ordered[above]
+    return out.astype(np.float32) if xp is np else out.astype(samples.dtype)
 
 
 def sorted_distance(values: jax.Array, target_quantiles: jax.Array) -> jax.Array:
@@ -246,20 +252,33 @@ def sorted_distance(values: jax.Array, target_quantiles: jax.Array) -> jax.Array
     return jnp.mean(jnp.square(jnp.sort(values.T, axis=-1) - target_quantiles.T))
 
 
-def random_directions(seed: int, channels: int, count: int) -> np.ndarray:
-    """``(channels, count)`` unit vectors, uniform on the sphere, from ``seed`` (host, NumPy):
-    the projections of :func:`sliced_distance`, drawn once per run and layer."""
-    directions = np.random.default_rng(seed).standard_normal((channels, count))
-    return (directions / np.linalg.norm(directions, axis=0, keepdims=True)).astype(np.float32)
+def sliced_key(seed: int, layer: int) -> np.ndarray:
+    """The key data (``uint32``) a layer's directions are drawn from: the run's ``seed``
+    folded with the layer's index, so each layer draws its own."""
+    return np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(seed), layer)))
 
 
-def sliced_distance(features: jax.Array, directions: jax.Array,
-                    target_quantiles: jax.Array) -> jax.Array:
-    """Sliced Wasserstein (Heitz et al. 2021, eq. 6), squared, of one layer:
-    :func:`sorted_distance` of the features projected on ``directions`` ``(N, P)``;
-    ``target_quantiles`` ``(H W, P)`` are the style's projections' (:func:`sliced_target`)."""
+def random_directions(key: jax.Array, round: jax.Array | int, channels: int, count: int
+                      ) -> jax.Array:
+    """``(channels, count)`` unit vectors, uniform on the sphere: the projections of
+    :func:`sliced_distance` in ``round`` (the optimiser's rounds, :mod:`nst_jax.optimize`),
+    drawn from ``key`` (:func:`sliced_key`) folded with the round; pure and traceable."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32)), round)
+    directions = jax.random.normal(key, (channels, count), jnp.float32)
+    return directions / jnp.linalg.norm(directions, axis=0, keepdims=True)
+
+
+def sliced_distance(features: jax.Array, style: jax.Array, key: jax.Array,
+                    round: jax.Array | int = 0) -> jax.Array:
+    """Sliced Wasserstein (Heitz et al. 2021, eq. 6), squared, of one layer: the features
+    projected on ``N`` directions drawn for ``round`` (:func:`random_directions`),
+    :func:`sorted_distance` to the quantiles of the ``style``'s features ``(S, N)``
+    (:func:`sliced_target`) projected on the same directions. The style's projections are
+    sorted in the same evaluation, since the directions change with the round."""
     flat = features.reshape(-1, features.shape[-1])
-    return sorted_distance(flat @ directions, target_quantiles)
+    directions = random_directions(key, round, flat.shape[-1], flat.shape[-1])
+    target = jax.lax.stop_gradient(quantiles(style @ directions, flat.shape[0], jnp))
+    return sorted_distance(flat @ directions, target)
 
 
 def histogram_distance(features: jax.Array, target_quantiles: jax.Array) -> jax.Array:
@@ -270,13 +289,11 @@ def histogram_distance(features: jax.Array, target_quantiles: jax.Array) -> jax.
     return sorted_distance(features.reshape(-1, features.shape[-1]), target_quantiles)
 
 
-def sliced_target(style_features: np.ndarray, positions: int, directions: np.ndarray
-                  ) -> np.ndarray:
-    """The quantiles :func:`sliced_distance` compares with: the style's features
-    ``(H', W', N)`` projected on ``directions``, at ``positions`` (``H W`` of the generated
-    image's layer) quantiles; ``(positions, P)``."""
-    flat = np.asarray(style_features, np.float32).reshape(-1, np.shape(style_features)[-1])
-    return quantiles(flat @ np.asarray(directions, np.float32), positions)
+def sliced_target(style_features: np.ndarray, seed: int, layer: int) -> dict[str, np.ndarray]:
+    """What :func:`sliced_distance` compares with: the style's features ``(H', W', N)`` as
+    ``(H' W', N)`` and the layer's key (:func:`sliced_key`)."""
+    return {"style": np.asarray(style_features, np.float32).reshape(-1, np.shape(style_features)[-1]),
+            "key": sliced_key(seed, layer)}
 
 
 def histogram_target(style_features: np.ndarray, positions: int) -> np.ndarray:
@@ -291,8 +308,8 @@ def histogram_target(style_features: np.ndarray, positions: int) -> np.ndarray:
 def distance_style_loss(name: str, features: Mapping[str, jax.Array], target: Mapping,
                         masks: Mapping[str, jax.Array] | None,
                         layer_weights: Mapping[str, jax.Array],
-                        region_weights: jax.Array | None = None, sqrtm: str = DEFAULT_SQRTM
-                        ) -> jax.Array:
+                        region_weights: jax.Array | None = None, sqrtm: str = DEFAULT_SQRTM,
+                        round: jax.Array | int = 0) -> jax.Array:
     """``sum_l w_l sum_r lambda_r D_{l,r}``: eq. 5 with distance ``name`` in place of eq. 4.
 
     Args:
@@ -300,11 +317,12 @@ def distance_style_loss(name: str, features: Mapping[str, jax.Array], target: Ma
       features: ``{layer: (H, W, N)}``.
       target: what :func:`nst_jax.stylize.compute_targets` made for ``name``: for
         ``mean-cov`` ``{'mean': {l: (R, N)}, 'cov_sqrt': {l: (R, N, N)}, 'cov_trace':
-        {l: (R,)}}`` (a region's blend of the styles), for ``sliced`` ``{'directions':
-        {l: (N, P)}, 'quantiles': {l: (H W, P)}}``, for ``histogram`` ``{'quantiles':
-        {l: (H W, N)}}``.
+        {l: (R,)}}`` (a region's blend of the styles), for ``sliced`` ``{'style':
+        {l: (S, N)}, 'key': {l: uint32 key data}}`` (:func:`sliced_target`), for
+        ``histogram`` ``{'quantiles': {l: (H W, N)}}``.
       masks: ``{layer: (R, H, W)}`` or None (``mean-cov`` only: the others have one region).
       layer_weights: ``{layer: w_l}``; region_weights: ``(R,)`` or None (1 each).
+      round: the optimiser's round, which ``sliced`` draws its directions for.
     """
     total = jnp.float32(0.0)
     for layer, weight in layer_weights.items():
@@ -320,7 +338,7 @@ def distance_style_loss(name: str, features: Mapping[str, jax.Array], target: Ma
                    else jnp.asarray(region_weights, jnp.float32))
             value = jnp.dot(lam, per_region)
         elif name == "sliced":
-            value = sliced_distance(f, target["directions"][layer], target["quantiles"][layer])
+            value = sliced_distance(f, target["style"][layer], target["key"][layer], round)
         elif name == "histogram":
             value = histogram_distance(f, target["quantiles"][layer])
         else:

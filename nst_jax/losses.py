@@ -265,6 +265,9 @@ class LossWeights(NamedTuple):
         of :data:`nst_jax.distances.STYLE_DISTANCES` in the style term (by name, as the
         layer weights; a weight of 0 keeps a distance of a sweep's union computed but
         off); None: ``{'gram': 1}``, the paper's.
+      round: the optimiser's round (:mod:`nst_jax.optimize`, rounds), which the
+        ``sliced`` distance draws its directions for; None: round 0. Set by the
+        optimiser (:meth:`at_round`), not a hyper-parameter.
     """
 
     alpha: jax.Array
@@ -275,6 +278,11 @@ class LossWeights(NamedTuple):
     style_mix: jax.Array | None = None
     region_weights: jax.Array | None = None
     distance_weights: dict[str, jax.Array] | None = None
+    round: jax.Array | None = None
+
+    def at_round(self, round: jax.Array | int) -> "LossWeights":
+        """These weights in round ``round`` of the optimisation."""
+        return self._replace(round=jnp.asarray(round, jnp.int32))
 
 
 class Targets(NamedTuple):
@@ -344,7 +352,8 @@ def mixed_style_loss(features: Mapping[str, jax.Array], targets: Targets, weight
                 raise KeyError(f"no target for the style distance {name!r}")
             value = distances.SCALES[name] * distances.distance_style_loss(
                 name, features, targets.distances[name], targets.masks,
-                weights.style_layer_weights, weights.region_weights, sqrtm)
+                weights.style_layer_weights, weights.region_weights, sqrtm,
+                0 if weights.round is None else weights.round)
         total = total + jnp.asarray(u, jnp.float32) * value
     return total
 

@@ -16,6 +16,16 @@ steps), its ``aux`` and the running count of loss+gradient evaluations. A
 non-finite loss stops the run; the best pixels seen so far (lowest finite
 loss) are always kept in the state.
 
+Rounds (``Settings.round_length = R > 0``): the loss may change every ``R`` iterations,
+as sliced Wasserstein's random directions are drawn anew (Heitz et al. 2021 run
+scipy's L-BFGS afresh on each new draw). :func:`run` then takes the solver of a round,
+``solver_for(r)`` (``r = iteration // R``, an array), and at each round's start the
+solver forgets what it knew of the old loss: ``lbfgs-stepwise`` evaluates the new loss
+at the current pixels as its next loop step (one evaluation, not an iteration, so the
+grid points of a ``vmap`` stay in lockstep) and starts its L-BFGS memory anew; optax's
+and jaxopt's L-BFGS start again from the pixels (their ``init``, under a ``cond``: under
+``vmap`` it becomes a ``select`` and is computed each iteration); Adam carries on.
+
 Box constraints (``Settings.bounds = (lower, upper)``): every backend then
 keeps every point it evaluates, and every point it returns, inside the box, so
 the best point found is a point of the box, not one clipped afterwards.
@@ -61,6 +71,8 @@ class Settings(NamedTuple):
         each run of a grid stops on its own.
       bounds: ``(lower, upper)``: keep every variable in this box (see the
         module docstring); ``None``: unconstrained.
+      round_length: the loss changes every ``round_length`` iterations (see the module
+        docstring: rounds); 0: one loss for the whole run.
     """
 
     method: str = DEFAULT_OPTIMIZER
@@ -69,6 +81,7 @@ class Settings(NamedTuple):
     learning_rate: float = 0.02
     tolerance: float = 0.0
     bounds: tuple[float, float] | None = None
+    round_length: int = 0
 
 
 def _box(settings: Settings) -> tuple[float, float]:
@@ -113,11 +126,16 @@ class Solver(NamedTuple):
     but ``lbfgs-stepwise`` finishes one per update; that one makes one
     evaluation per update and finishes an iteration when its line search
     accepts a step. ``init_evaluations`` counts the evaluations ``init`` makes.
+
+    ``renew(state, x, when) -> state``: where ``when`` (a bool array) holds, the state
+    made ready for a new loss at ``x`` (a new round) without evaluating it; None: the
+    solver's ``init(x)`` is taken instead (under a ``cond``; it evaluates the loss).
     """
 
     init: Callable[[jax.Array], Any]
     update: Callable[[jax.Array, Any], tuple[jax.Array, Any, Evaluation, jax.Array]]
     init_evaluations: int
+    renew: Callable[[Any, jax.Array, jax.Array], Any] | None = None
 
 
 def _nan_aux(fun: LossFn, x: jax.Array) -> Aux:
@@ -255,6 +273,8 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
 
     def update(x, state):
         x = project(x)
+        # A step of 0 marks a renewal (see renew): the trial is x itself, under the new loss.
+        renewing = state.step == 0
         unprojected = x + state.step * state.direction
         trial = project(unprojected)
         (value, aux), grad = value_and_grad(trial)
@@ -266,7 +286,7 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
             value <= state.value + c1 * jnp.vdot(state.grad, trial - x))
         decrease &= value < state.lo_value  # better than the bracket's low end
         curvature = jnp.abs(slope) <= c2 * jnp.abs(state.slope)
-        accept = (decrease & curvature) | ~jnp.isfinite(state.value)
+        accept = (decrease & curvature) | ~jnp.isfinite(state.value) | renewing
         out_of_trials = ~accept & (trials >= settings.max_linesearch_steps)
 
         # The bracket [lo, hi] (N&W Alg. 3.6), as arithmetic on scalars.
@@ -314,9 +334,19 @@ def stepwise_lbfgs(fun: LossFn, settings: Settings, c1: float = 1e-4, c2: float 
         # (2 image-sized vectors per step) is not copied for the other (under vmap, a
         # batched predicate makes it a select again, with the same values).
         new_state = jax.lax.cond(done, restart, lambda: searching)
-        return (new_x, new_state, Evaluation(new_x, new_value, new_aux), jnp.int32(1), done)
+        # A renewal evaluates the loss at the pixels and moves nothing: not an iteration.
+        return (new_x, new_state, Evaluation(new_x, new_value, new_aux), jnp.int32(1),
+                done & ~renewing)
 
-    return Solver(init, update, 1)
+    def renew(state, x, when):
+        # The next update evaluates the new loss at x (a step of 0, accepted whatever its
+        # value) and starts a line search from there with an empty memory: the curvature
+        # pairs and the stored value and gradient belong to the old loss.
+        fresh = state._replace(step=jnp.zeros_like(state.step), trials=jnp.int32(0),
+                               memory=memory_fn.init(x))
+        return tree_where(when, fresh, state)
+
+    return Solver(init, update, 1, renew)
 
 
 def jaxopt_lbfgs(fun: LossFn, settings: Settings) -> Solver:
@@ -374,7 +404,8 @@ def adam(fun: LossFn, settings: Settings) -> Solver:
         new = optax.projections.projection_box(optax.apply_updates(x, updates), lower, upper)
         return new, state, Evaluation(x, value, aux), jnp.int32(1), jnp.bool_(True)
 
-    return Solver(opt.init, update, 0)
+    # A new round changes the loss, not the meaning of Adam's moment estimates: it carries on.
+    return Solver(opt.init, update, 0, lambda state, x, when: state)
 
 
 def make_solver(fun: LossFn, settings: Settings) -> Solver:
@@ -438,23 +469,49 @@ def init(solver: Solver, fun: LossFn, x0: jax.Array, num_iterations: int) -> Opt
     return jax.tree_util.tree_map(lambda a: jax.lax.convert_element_type(a, a.dtype), state)
 
 
-def step(solver: Solver, state: OptimizeState, tolerance: float = 0.0) -> OptimizeState:
+Solvers = Callable[[jax.Array], Solver]
+
+
+def _solver_for(solver: Solver | Solvers) -> Solvers:
+    return (lambda r: solver) if isinstance(solver, Solver) else solver
+
+
+def _renewed(solver: Solver, solver_state, pixels: jax.Array, when: jax.Array):
+    """``(solver_state, evaluations)``: the state ready for the loss of a new round where
+    ``when``, and the evaluations that took."""
+    if solver.renew is not None:
+        return solver.renew(solver_state, pixels, when), jnp.int32(0)
+    return jax.lax.cond(when, lambda: (solver.init(pixels), jnp.int32(solver.init_evaluations)),
+                        lambda: (solver_state, jnp.int32(0)))
+
+
+def step(solver: Solver | Solvers, state: OptimizeState, tolerance: float = 0.0,
+         round_length: int = 0) -> OptimizeState:
     """One update: move the pixels, and when it ends an iteration, record the
     trace and keep the best point.
 
-    ``tolerance`` (static) is :attr:`Settings.tolerance`.
+    ``tolerance`` and ``round_length`` (static) are :attr:`Settings.tolerance` and
+    :attr:`Settings.round_length`; with rounds, ``solver`` is ``solver_for(round)``.
     """
+    solver_for = _solver_for(solver)
+    i = state.iteration
+    solver = solver_for(i // round_length if round_length else jnp.int32(0))
     pixels, solver_state, evaluation, evaluations, accepted = solver.update(
         state.pixels, state.solver_state)
     finite = jnp.isfinite(evaluation.value) & jnp.all(jnp.isfinite(pixels))
     better = accepted & finite & (evaluation.value < state.best_value)
-    i = state.iteration
     converged = jnp.bool_(False)
     if tolerance > 0:
         # NaN before the first iteration: no comparison, so no early stop there.
         previous = jnp.where(i > 0, state.trace.value[jnp.maximum(i - 1, 0)], jnp.nan)
         converged = accepted & finite & (
             jnp.abs(evaluation.value - previous) <= tolerance * jnp.abs(previous))
+    if round_length:
+        # This iteration ended a round: the next update works on the next round's loss.
+        ends_round = accepted & ((i + 1) % round_length == 0)
+        solver_state, renewals = _renewed(solver_for((i + 1) // round_length), solver_state,
+                                          jnp.where(finite, pixels, state.pixels), ends_round)
+        evaluations = evaluations + renewals
     count = state.evaluations + evaluations
     record = lambda t, a: t.at[i].set(jnp.where(accepted, a, t[i]))  # noqa: E731
     trace = Trace(
@@ -476,13 +533,15 @@ def step(solver: Solver, state: OptimizeState, tolerance: float = 0.0) -> Optimi
     )
 
 
-def run(solver: Solver, state: OptimizeState, num_steps: jax.Array | int,
-        tolerance: float = 0.0) -> OptimizeState:
+def run(solver: Solver | Solvers, state: OptimizeState, num_steps: jax.Array | int,
+        tolerance: float = 0.0, round_length: int = 0) -> OptimizeState:
     """Advance ``state`` by up to ``num_steps`` iterations (a ``lax.while_loop``).
 
     Stops early at the trace's capacity, on a non-finite loss, or once converged
     (``tolerance``, static: :attr:`Settings.tolerance`). ``num_steps`` may be a
-    traced integer, so one compiled ``run`` serves every chunk size.
+    traced integer, so one compiled ``run`` serves every chunk size. With
+    ``round_length`` (static, :attr:`Settings.round_length`), ``solver`` is
+    ``solver_for(round)`` (see the module docstring: rounds).
     """
     capacity = state.trace.value.shape[0]
     stop = jnp.minimum(state.iteration + num_steps, capacity)
@@ -490,7 +549,8 @@ def run(solver: Solver, state: OptimizeState, num_steps: jax.Array | int,
     def cond(s):
         return (s.iteration < stop) & ~s.nonfinite & ~s.converged
 
-    return jax.lax.while_loop(cond, functools.partial(step, solver, tolerance=tolerance), state)
+    return jax.lax.while_loop(cond, functools.partial(step, solver, tolerance=tolerance,
+                                                      round_length=round_length), state)
 
 
 def minimize(fun: LossFn, x0: jax.Array, num_iterations: int,
@@ -502,4 +562,5 @@ def minimize(fun: LossFn, x0: jax.Array, num_iterations: int,
     Returns the final :class:`OptimizeState`; use ``best_pixels`` for the result.
     """
     solver = make_solver(fun, settings)
-    return run(solver, init(solver, fun, x0, num_iterations), num_iterations, settings.tolerance)
+    return run(solver, init(solver, fun, x0, num_iterations), num_iterations, settings.tolerance,
+               settings.round_length)

@@ -41,13 +41,17 @@ LAYER_INDEX = {name: index for index, name in enumerate(LAYER_NAMES)}
 PIXEL_BOUNDS = (0.0, 1.0)
 
 
-def optimizer_settings(config: Config) -> optimize.Settings:
+def optimizer_settings(config: Config, distances: Sequence[str] | None = None
+                       ) -> optimize.Settings:
     """The :class:`nst_jax.optimize.Settings` of ``config`` (pixels kept in [0, 1]
-    unless ``config.bounds == 'none'``)."""
+    unless ``config.bounds == 'none'``; rounds of ``config.redraw_every`` iterations where
+    the style distances, ``distances`` or ``config``'s own, include ``sliced``)."""
+    distances = config.distance_weights() if distances is None else distances
     return optimize.Settings(method=config.optimizer, learning_rate=config.learning_rate,
                              tolerance=config.tolerance,
                              memory_size=config.lbfgs_memory or DEFAULT_LBFGS_MEMORY,
-                             bounds=PIXEL_BOUNDS if config.bounds == "box" else None)
+                             bounds=PIXEL_BOUNDS if config.bounds == "box" else None,
+                             round_length=config.redraw_every if "sliced" in distances else 0)
 
 
 def loss_weights(config: Config, content_layers: Sequence[str] | None = None,
@@ -161,7 +165,8 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
       distances: the style distances the loss will use (:data:`nst_jax.distances.STYLE_DISTANCES`).
       style_mix: ``(R, K)`` the styles' blend in each region (:meth:`Config.style_mix`), for
         ``mean-cov``'s target Gaussians (a region's is fitted to its blend's moments).
-      seed: ``sliced``'s random directions are drawn from it (the run's seed).
+      seed: ``sliced``'s random directions are drawn from it (the run's seed), anew in
+        each of the optimiser's rounds (:attr:`Config.redraw_every`).
     Raises:
       NSTError: a region is empty at one of the style layers; a distance that sorts is asked
         for tiles, regions or several styles.
@@ -225,12 +230,9 @@ def compute_targets(features_fn: FeaturesFn, content: jax.Array, style: jax.Arra
                               for key in ("mean", "cov_sqrt", "cov_trace")}
     positions = {l: int(np.prod(tiling.layer_size(np.shape(content)[:2], l))) for l in style_layers}
     if "sliced" in distances:
-        directions = {l: distance_fns.random_directions(
-            [seed, LAYER_INDEX[l]], raw[l].shape[-1], raw[l].shape[-1]) for l in style_layers}
-        others["sliced"] = {"directions": directions,
-                            "quantiles": {l: distance_fns.sliced_target(raw[l], positions[l],
-                                                                        directions[l])
-                                          for l in style_layers}}
+        per_layer = {l: distance_fns.sliced_target(raw[l], seed, LAYER_INDEX[l]) for l in style_layers}
+        others["sliced"] = {key: {l: per_layer[l][key] for l in style_layers}
+                            for key in ("style", "key")}
     if "histogram" in distances:
         others["histogram"] = {"quantiles": {l: distance_fns.histogram_target(raw[l], positions[l])
                                              for l in style_layers}}
@@ -333,15 +335,28 @@ def start_state(fn: Callable, settings: optimize.Settings, iterations: int, x0, 
     """The optimiser's state at ``x0`` (one evaluation) for the loss ``fn(x, weights,
     data)``, with a trace of ``iterations``; traced inside :func:`compiled_programs` and
     :func:`nst_jax.sweep.grid_programs`."""
-    fun = lambda x: fn(x, weights, data)  # noqa: E731
+    fun = _round_loss(fn, weights, data, settings)(jnp.int32(0))
     return optimize.init(optimize.make_solver(fun, settings), fun, x0, iterations)
 
 
 def advance_state(fn: Callable, settings: optimize.Settings, state, num_steps, weights, data
                   ) -> optimize.OptimizeState:
-    """Up to ``num_steps`` more iterations of ``state`` on the loss ``fn(x, weights, data)``."""
-    fun = lambda x: fn(x, weights, data)  # noqa: E731
-    return optimize.run(optimize.make_solver(fun, settings), state, num_steps, settings.tolerance)
+    """Up to ``num_steps`` more iterations of ``state`` on the loss ``fn(x, weights, data)``
+    (with ``settings.round_length``, the loss of each round: :meth:`LossWeights.at_round`)."""
+    loss_for = _round_loss(fn, weights, data, settings)
+    if not settings.round_length:
+        return optimize.run(optimize.make_solver(loss_for(0), settings), state, num_steps,
+                            settings.tolerance)
+    return optimize.run(lambda r: optimize.make_solver(loss_for(r), settings), state, num_steps,
+                        settings.tolerance, settings.round_length)
+
+
+def _round_loss(fn: Callable, weights, data, settings: optimize.Settings) -> Callable:
+    """``round -> (x -> fn(x, weights, data))``, the weights told the round where the run
+    has rounds (:meth:`nst_jax.losses.LossWeights.at_round`)."""
+    if not settings.round_length:
+        return lambda r: (lambda x: fn(x, weights, data))
+    return lambda r: (lambda x: fn(x, weights.at_round(r), data))
 
 
 @functools.lru_cache(maxsize=32)

@@ -180,7 +180,7 @@ class Grid:
 
     @property
     def settings(self) -> optimize.Settings:
-        return optimizer_settings(self.configs[0])
+        return optimizer_settings(self.configs[0], self.distances)
 
     @property
     def pooling(self) -> str:

@@ -109,6 +109,10 @@ class TemporalWeights(NamedTuple):
     eq7: object
     temporal: jax.Array
 
+    def at_round(self, round) -> "TemporalWeights":
+        """These weights in round ``round`` of the optimisation (the eq. 7 weights' own)."""
+        return self._replace(eq7=self.eq7.at_round(round))
+
 
 @jax.jit
 def target_of(previous: jax.Array, backward: jax.Array, forward: jax.Array) -> Target:

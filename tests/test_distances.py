@@ -428,22 +428,47 @@ def test_sorted_distance_compares_sorted_values_with_the_quantiles(rng):
     assert float(got) == pytest.approx(np.mean((np.sort(values, axis=0) - q) ** 2), rel=RTOL)
 
 
-def test_random_directions_are_unit_vectors_from_the_seed():
-    d = distances.random_directions(3, 6, 10)
+def test_random_directions_are_unit_vectors_from_the_seed_layer_and_round():
+    key = distances.sliced_key(3, 0)
+    d = np.asarray(distances.random_directions(key, 0, 6, 10))
     assert d.shape == (6, 10) and d.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(d, axis=0), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(d, distances.random_directions(3, 6, 10))
-    assert not np.allclose(d, distances.random_directions(4, 6, 10))
+    np.testing.assert_array_equal(d, distances.random_directions(distances.sliced_key(3, 0), 0, 6, 10))
+    for other in (distances.random_directions(distances.sliced_key(4, 0), 0, 6, 10),  # seed
+                  distances.random_directions(distances.sliced_key(3, 1), 0, 6, 10),  # layer
+                  distances.random_directions(key, 1, 6, 10)):  # round
+        assert not np.allclose(d, other)
+    # A round is data: one compiled function draws every round's, under vmap too.
+    rounds = jax.jit(jax.vmap(lambda r: distances.random_directions(key, r, 6, 10)))(
+        jnp.arange(3))
+    np.testing.assert_allclose(rounds[0], d, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(rounds[2], distances.random_directions(key, 2, 6, 10), rtol=1e-6)
+
+
+def sliced_directions(target, round) -> np.ndarray:
+    """The directions :func:`distances.sliced_distance` draws for ``target`` in ``round``."""
+    channels = target["style"].shape[-1]
+    return np.asarray(distances.random_directions(target["key"], round, channels, channels))
 
 
 @pytest.mark.parametrize("style_shape", [(5, 6, 4), (9, 7, 4)], ids=["same-count", "more"])
 def test_sliced_distance_projects_sorts_and_compares(rng, style_shape):
     f, s = gaussian_features(rng, (5, 6, 4)), gaussian_features(rng, style_shape, shift=-1.0)
-    directions = distances.random_directions(0, 4, 7)
-    target = distances.sliced_target(s, 30, directions)
-    assert target.shape == (30, 7)
-    got = jax.jit(distances.sliced_distance)(f, directions, target)
-    assert float(got) == pytest.approx(np_sliced(f, s, directions), rel=RTOL)
+    target = distances.sliced_target(s, 0, 2)
+    assert target["style"].shape == (style_shape[0] * style_shape[1], 4)
+    fn = jax.jit(distances.sliced_distance)
+    values = []
+    for round in (0, 1, 7):
+        got = float(fn(f, target["style"], target["key"], round))
+        assert got == pytest.approx(np_sliced(f, s, sliced_directions(target, round)), rel=RTOL)
+        values.append(got)
+    assert len(set(values)) == 3  # each round its own directions
+
+
+def test_traced_quantiles_are_the_host_ones(rng):
+    x = rng.normal(size=(23, 3))
+    got = jax.jit(lambda v: distances.quantiles(v, 9, jnp))(np.float32(x))
+    np.testing.assert_allclose(got, distances.quantiles(x, 9), rtol=1e-6, atol=1e-6)
 
 
 def test_histogram_distance_is_risser_histogram_matching(rng):
@@ -466,11 +491,12 @@ def test_histogram_distance_is_risser_histogram_matching(rng):
 def test_sliced_and_histogram_are_zero_for_the_styles_features_in_any_order(rng):
     s = gaussian_features(rng, (6, 5, 4))
     permuted = rng.permutation(s.reshape(-1, 4)).reshape(s.shape)
-    directions = distances.random_directions(1, 4, 4)
-    sliced = distances.sliced_distance(permuted, directions,
-                                       distances.sliced_target(s, 30, directions))
+    target = distances.sliced_target(s, 1, 0)
+    for round in (0, 5):
+        sliced = distances.sliced_distance(permuted, target["style"], target["key"], round)
+        assert abs(float(sliced)) < 1e-10
     histogram = distances.histogram_distance(permuted, distances.histogram_target(s, 30))
-    assert abs(float(sliced)) < 1e-10 and abs(float(histogram)) < 1e-10
+    assert abs(float(histogram)) < 1e-10
     # and not for others
     other = gaussian_features(rng, (6, 5, 4))
     assert float(distances.histogram_distance(other, distances.histogram_target(s, 30))) > 0.1
@@ -479,12 +505,11 @@ def test_sliced_and_histogram_are_zero_for_the_styles_features_in_any_order(rng)
 @pytest.mark.parametrize("name", ["sliced", "histogram"])
 def test_sorting_distances_gradients(rng, name):
     f, s = gaussian_features(rng, (3, 4, 3)), gaussian_features(rng, (4, 4, 3), shift=0.0)
-    directions = distances.random_directions(2, 3, 5).astype(np.float64)
     if name == "sliced":
-        q = distances.sliced_target(s, 12, directions).astype(np.float64)
-        projected = f.reshape(-1, 3).astype(np.float64) @ directions
-        fn = functools.partial(distances.sliced_distance, directions=directions,
-                               target_quantiles=q)
+        target = distances.sliced_target(s, 2, 0)
+        projected = f.reshape(-1, 3).astype(np.float64) @ sliced_directions(target, 3)
+        fn = functools.partial(distances.sliced_distance, style=target["style"].astype(np.float64),
+                               key=target["key"], round=3)
     else:
         q = distances.histogram_target(s, 12).astype(np.float64)
         projected = f.reshape(-1, 3).astype(np.float64)
@@ -508,8 +533,7 @@ def layered(rng):
     """``(features, style features, Targets)`` of two layers, every distance's target."""
     features = {l: gaussian_features(rng, s) for l, s in LAYER_SHAPES.items()}
     style = {l: gaussian_features(rng, s, shift=-0.5) for l, s in STYLE_SHAPES.items()}
-    directions = {l: distances.random_directions(i, s[-1], 5)
-                  for i, (l, s) in enumerate(LAYER_SHAPES.items())}
+    sliced = {l: distances.sliced_target(style[l], 0, i) for i, l in enumerate(style)}
     positions = {l: s[0] * s[1] for l, s in LAYER_SHAPES.items()}
     mean_cov = {l: mean_cov_target_of(style[l]) for l in style}
     targets = losses.Targets(
@@ -518,9 +542,7 @@ def layered(rng):
         distances={
             "mean-cov": {k: {l: mean_cov[l][k][None] for l in style}
                          for k in ("mean", "cov_sqrt", "cov_trace")},
-            "sliced": {"directions": directions,
-                       "quantiles": {l: distances.sliced_target(style[l], positions[l],
-                                                                directions[l]) for l in style}},
+            "sliced": {k: {l: sliced[l][k] for l in style} for k in ("style", "key")},
             "histogram": {"quantiles": {l: distances.histogram_target(style[l], positions[l])
                                         for l in style}}})
     return features, style, targets
@@ -532,7 +554,8 @@ def np_layer_sum(name, features, style, targets, layer_weights) -> float:
         if name == "mean-cov":
             return np_mean_cov(features[l], style[l])
         if name == "sliced":
-            return np_sliced(features[l], style[l], targets.distances["sliced"]["directions"][l])
+            target = {k: v[l] for k, v in targets.distances["sliced"].items()}
+            return np_sliced(features[l], style[l], sliced_directions(target, 0))
         return np.mean((np.sort(features[l].reshape(-1, features[l].shape[-1]), axis=0)
                         - np_quantiles(style[l].reshape(-1, style[l].shape[-1]),
                                        features[l].shape[0] * features[l].shape[1])) ** 2)
@@ -797,16 +820,54 @@ def test_the_style_terms_are_their_equations_on_the_networks_features(tiny_vgg, 
         want = 0.0
         for l in layers:
             if name == "sliced":
-                d = loss.data[1].distances["sliced"]["directions"][l]
-                assert d.shape == (f[l].shape[-1],) * 2
-                np.testing.assert_allclose(np.linalg.norm(d, axis=0), 1, rtol=1e-5)
-                want += layer_w[l] * np_sliced(f[l], fs[1][l], d)
+                target = {k: v[l] for k, v in loss.data[1].distances["sliced"].items()}
+                np.testing.assert_allclose(target["style"], fs[1][l].reshape(-1, f[l].shape[-1]),
+                                           rtol=1e-4, atol=1e-3)
+                want += layer_w[l] * np_sliced(f[l], fs[1][l], sliced_directions(target, 0))
             else:
                 want += layer_w[l] * np.mean(
                     (np.sort(f[l].reshape(-1, f[l].shape[-1]), axis=0)
                      - np_quantiles(fs[1][l].reshape(-1, f[l].shape[-1]),
                                     f[l].shape[0] * f[l].shape[1])) ** 2)
         assert got == pytest.approx(distances.SCALES[name] * want, rel=1e-4), name
+
+
+def test_sliced_draws_new_directions_every_redraw_every_iterations(tiny_vgg, tiny_params, images):
+    """Config.redraw_every makes the optimiser's rounds where sliced is among the
+    distances; the loss of round r is sliced's with round r's directions; a run of
+    rounds is a run (and another than one draw for the whole run)."""
+    content, style, x = images
+    settings = stylize.optimizer_settings
+    assert settings(Config(style_loss="sliced", redraw_every=3)).round_length == 3
+    assert settings(Config(style_loss="gram,sliced", redraw_every=0)).round_length == 0
+    assert settings(Config(style_loss="mean-cov", redraw_every=3)).round_length == 0  # one loss
+    assert settings(Config(redraw_every=3), ("gram", "sliced")).round_length == 3  # a grid's
+    assert Config().redraw_every == 50
+
+    config = Config(style_loss="sliced", **FEW_LAYERS)
+    loss, weights = build(config, tiny_params, tiny_vgg, content, style)
+    style_term = jax.jit(lambda w: loss(x, w)[1].style)
+    values = [float(style_term(weights.at_round(r))) for r in range(3)]
+    assert len(set(values)) == 3
+    assert float(style_term(weights)) == values[0]  # no round: round 0
+    target = {k: v["conv1_1"] for k, v in loss.data[1].distances["sliced"].items()}
+    f = _features(tiny_params, tiny_vgg, ("conv1_1",), x)["conv1_1"]
+    style_f = _features(tiny_params, tiny_vgg, ("conv1_1",), style)["conv1_1"]
+    direct = distances.sliced_distance(f.astype(np.float32), target["style"], target["key"], 2)
+    assert float(direct) == pytest.approx(np_sliced(f, style_f, sliced_directions(target, 2)),
+                                          rel=1e-4)
+
+    def run(redraw_every):
+        job = stylize.prepare(content, style, tiny_params,
+                              config.replace(iterations=6, redraw_every=redraw_every),
+                              module=tiny_vgg)
+        job.step(6)
+        return job.state
+
+    rounds, once = run(2), run(0)
+    assert int(rounds.iteration) == int(once.iteration) == 6
+    assert np.all(np.isfinite(np.asarray(rounds.trace.value)))
+    assert not np.allclose(np.asarray(rounds.pixels), np.asarray(once.pixels))
 
 
 def test_the_gram_default_is_the_loss_of_before(tiny_vgg, tiny_params, images):
@@ -927,15 +988,18 @@ def test_sliced_directions_come_from_the_seed(tiny_vgg, tiny_params, images):
         return build(config, tiny_params, tiny_vgg, content, style)[0].data[1].distances["sliced"]
 
     first, again, other = sliced(0), sliced(0), sliced(1)
-    for key in ("directions", "quantiles"):
+    for key in ("style", "key"):
         for l in first[key]:
             np.testing.assert_array_equal(first[key][l], again[key][l])
-    for l in first["directions"]:
-        assert not np.allclose(first["directions"][l], other["directions"][l]), l
+    layer = lambda target, l: {k: v[l] for k, v in target.items()}  # noqa: E731
+    for l in first["key"]:
+        assert not np.allclose(sliced_directions(layer(first, l), 0),
+                               sliced_directions(layer(other, l), 0)), l
     # Each layer draws its own (layers of the same width do not share directions).
-    same_width = [l for l in first["directions"] if first["directions"][l].shape == (8, 8)]
+    same_width = [l for l in first["style"] if first["style"][l].shape[-1] == 8]
     assert len(same_width) >= 2
-    assert not np.allclose(first["directions"][same_width[0]], first["directions"][same_width[1]])
+    assert not np.allclose(sliced_directions(layer(first, same_width[0]), 0),
+                           sliced_directions(layer(first, same_width[1]), 0))
 
 
 # --- sweeps -----------------------------------------------------------------------------------

@@ -239,3 +239,78 @@ def test_the_first_step_starts_at_half_the_linear_models_zero():
     assert int(state.trace.evaluations[0]) == 2
     np.testing.assert_allclose(np.asarray(state.pixels)[0], 2.0, rtol=1e-6)
     np.testing.assert_allclose(float(state.trace.value[0]), 20.0, rtol=1e-6)
+
+
+# --- rounds: a loss that changes every R iterations (sliced's directions drawn anew) --------
+
+def round_loss(r, shift=0.0):
+    """Round ``r``'s loss: the quadratic with its minimum moved by ``r``."""
+    return lambda x: quadratic(x, shift + jnp.asarray(r, jnp.float32))
+
+
+def run_rounds(settings, iterations, chunks=None, loss_of=round_loss):
+    solver_for = lambda r: optimize.make_solver(loss_of(r), settings)  # noqa: E731
+    state = optimize.init(solver_for(0), loss_of(0), jnp.zeros((2, 2, 3)), iterations)
+    run = jax.jit(lambda s, n: optimize.run(solver_for, s, n, 0.0, settings.round_length))
+    for n in chunks or (iterations,):
+        state = run(state, n)
+    return state
+
+
+@pytest.mark.parametrize("method,iterations,atol", [
+    ("lbfgs-stepwise", 25, 1e-3), ("lbfgs", 25, 1e-3), ("lbfgs-jaxopt", 25, 1e-3),
+    ("adam", 200, 0.1)])
+def test_each_round_minimises_its_own_loss(method, iterations, atol):
+    """Three rounds, the minimum moving by 1 each: each round ends at its own minimum, the
+    trace records each round's loss, and the iterations are the ones asked for."""
+    settings = optimize.Settings(method=method, round_length=iterations, learning_rate=0.05)
+    state = run_rounds(settings, 3 * iterations)
+    assert int(state.iteration) == 3 * iterations
+    np.testing.assert_allclose(state.pixels, TARGET + 2.0, atol=atol)
+    values = np.asarray(state.trace.value)
+    if method != "adam":
+        # At each round's end the loss is about 0; after it, the next round's loss, large.
+        for r in range(3):
+            assert values[(r + 1) * iterations - 1] < 1e-4, r
+        assert values[iterations] > 1.0 and values[2 * iterations] > 1.0
+    assert np.all(np.diff(np.asarray(state.trace.evaluations)) >= 1)
+
+
+def test_stepwise_renewal_is_one_evaluation_and_restarts_the_memory():
+    """The first iteration of a round is that of a fresh run from the round's start: the
+    same evaluations and the same step as a new run of the round's loss from there."""
+    settings = optimize.Settings(method="lbfgs-stepwise", round_length=6)
+    state = run_rounds(settings, 7)
+    fresh = optimize.minimize(round_loss(1), jax.device_get(run_rounds(settings, 6).pixels), 1,
+                              settings._replace(round_length=0))
+    np.testing.assert_allclose(state.pixels, fresh.pixels, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.trace.value[6], fresh.trace.value[0], rtol=1e-5)
+    evaluations = np.asarray(state.trace.evaluations)
+    # fresh counts its init's evaluation; the round's start is the renewal's.
+    assert evaluations[6] - evaluations[5] == int(fresh.evaluations)
+
+
+@pytest.mark.parametrize("method", ["lbfgs-stepwise", "lbfgs"])
+def test_rounds_in_chunks_equal_one_run(method):
+    settings = optimize.Settings(method=method, round_length=4)
+    whole = run_rounds(settings, 11)
+    chunked = run_rounds(settings, 11, chunks=(3, 2, 4, 5))  # boundaries inside and at rounds
+    assert int(chunked.iteration) == 11
+    np.testing.assert_allclose(chunked.pixels, whole.pixels, rtol=1e-6)
+    np.testing.assert_allclose(chunked.trace.value, whole.trace.value, rtol=1e-6)
+    np.testing.assert_array_equal(chunked.trace.evaluations, whole.trace.evaluations)
+
+
+def test_rounds_under_vmap_are_the_runs_one_by_one():
+    """A grid whose points reach their rounds at different loop steps (stepwise L-BFGS)."""
+    settings = optimize.Settings(method="lbfgs-stepwise", round_length=3)
+
+    def solve(shift):
+        return run_rounds(settings, 8, loss_of=lambda r: round_loss(r, shift))
+
+    shifts = jnp.array([0.0, 0.7, -2.0])
+    batched = jax.jit(jax.vmap(solve))(shifts)
+    for i, shift in enumerate(shifts):
+        one = jax.jit(solve)(shift)
+        np.testing.assert_allclose(batched.pixels[i], one.pixels, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batched.trace.value[i], one.trace.value, rtol=1e-5, atol=1e-6)

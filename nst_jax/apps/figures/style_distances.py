@@ -57,7 +57,8 @@ from nst_jax.sweep import Grid, PointResult, Sweeper
 
 DEFAULTS = {"iterations": 100}
 # The settings every run shares (the size, the distance and alpha/beta are the comparison's).
-FIELDS = ("iterations", "ratio", "optimizer", "init", "pooling", "precision", "weights", "seed")
+FIELDS = ("iterations", "ratio", "optimizer", "init", "pooling", "precision", "weights", "seed",
+          "redraw_every")
 # Bundled images only (nst_jax/examples), so the default runs anywhere the package does: the
 # bundled pair, the same style on a still life, and a photo's colours as the style. More
 # pairs: --pair CONTENT STYLE (e.g. /work/shared/examples/astronaut.png).
@@ -476,7 +477,8 @@ def markdown(report: dict) -> str:
              f"weights {report['weights']}.", "",
              f"One run per style distance ({', '.join(s['distances'])}) and content/style pair: "
              f"alpha/beta {_g(s['ratio'])}, {s['optimizer']}, init {s['init']}, seed "
-             f"{s['seed']}; iterations: {iterations}. Each output is measured by what no run "
+             f"{s['seed']}, sliced's directions drawn anew every {s.get('redraw_every', 0)} "
+             f"iterations (0: once); iterations: {iterations}. Each output is measured by what no run "
              "optimises: its colours against the style's (the sliced Wasserstein distance of "
              f"the pixels over {s['projections']} directions, in sRGB [0, 1] and in CIE Lab "
              "units; lower is closer), and every distance's style term on its VGG features "
@@ -630,6 +632,7 @@ def run(args, flags: ConfigFlags, argv: Sequence[str] = ()) -> int:
               "machine": machine(), "weights": network.info.get("path", "?"),
               "settings": {"distances": list(distances), "ratio": base.alpha / base.beta,
                            "optimizer": base.optimizer, "init": base.init, "seed": base.seed,
+                           "redraw_every": base.redraw_every,
                            "iterations": {str(size): it for size, _, it in plan.runs},
                            "pairs": [list(p) for p in plan.pairs], "projections": PROJECTIONS,
                            "colour_seed": COLOUR_SEED,
